@@ -1,0 +1,232 @@
+"""The ``img2img`` command line.
+
+Every subcommand names its implementation as ``"module:function"`` and imports it only
+when it runs, so ``img2img --help`` and ``img2img SUB --help`` never import torch.
+A :class:`~img2img.errors.UserError` ends the command with one message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from img2img import __version__
+from img2img.errors import UserError
+
+EPILOG = "Run 'img2img SUBCOMMAND --help' for the options of one subcommand."
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides such as train.batch_size=4 log.wandb=offline",
+    )
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model from a YAML recipe",
+        description="Train from a YAML recipe; KEY=VALUE arguments override its keys. "
+        "On several GPUs: accelerate launch -m img2img train CONFIG (or torchrun).",
+    )
+    p.add_argument("config", help="YAML recipe, e.g. configs/pix2pix/facades.yaml")
+    _add_overrides(p)
+    p.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue from the newest checkpoint of output_dir (auto) or from a checkpoint "
+        "directory",
+    )
+    p.set_defaults(handler="img2img.trainer:cli_train")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="PSNR/SSIM (and FID/KID) of a trained model against a baseline",
+        description="Evaluate a run directory or exported model on a folder of images.",
+    )
+    p.add_argument("model", help="run directory or exported model directory")
+    p.add_argument("--data", required=True, help="folder of evaluation images")
+    p.add_argument("--lr-dir", help="SR only: folder of matching low-resolution inputs")
+    p.add_argument("--crop-border", type=int, help="pixels cut from each edge (SR: the scale)")
+    p.add_argument("--per-image", action="store_true", help="print a row per image")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--out", help="also write the results as JSON to this file")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--tile", type=int, default=0, help="tile size for large images (0: off)")
+    p.add_argument("--fid-weights", help="local Inception (FID) weights file for FID/KID")
+    p.set_defaults(handler="img2img.evaluate:cli_eval")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="run a model on images of any size",
+        description="Translate a file, a folder (recursively) or a glob; writes PNGs.",
+    )
+    p.add_argument("model", help="run directory, exported model directory or Hub repo id")
+    p.add_argument("input", help="an image file, a folder or a glob pattern")
+    p.add_argument("--out", required=True, help="output folder (never the input folder)")
+    p.add_argument("--tile", type=int, default=0, help="tile size in pixels (0: whole image)")
+    p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument(
+        "--direction", choices=("AtoB", "BtoA"), default="AtoB", help="CycleGAN: which generator"
+    )
+    p.set_defaults(handler="img2img.inference:cli_predict")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a generator to ONNX, safetensors or TorchScript",
+        description="Export a trained generator; ONNX exports are checked with ONNX Runtime.",
+    )
+    p.add_argument("model", help="run directory or exported model directory")
+    p.add_argument("--format", required=True, choices=("onnx", "safetensors", "torchscript"))
+    p.add_argument("--out", required=True, help="output file or directory")
+    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(handler="img2img.export:cli_export")
+
+
+def _add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="the networks of a config and their parameter counts",
+        description="Build the networks of a config and print each one's class and exact "
+        "parameter count.",
+    )
+    p.add_argument("config", help="YAML recipe")
+    _add_overrides(p)
+    p.add_argument("--json", action="store_true", help="print {network: parameters} as JSON")
+    p.set_defaults(handler="img2img.summary:cli_summary")
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "data",
+        help="sample data, standard data sets, and checks",
+        description="Build the bundled sample data, prepare standard data sets, check a data "
+        "folder.",
+    )
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    s = dsub.add_parser("sample", help="build the small sample data sets from bundled photos")
+    s.add_argument("--out", default="sample_data", help="output folder (default: sample_data)")
+    s.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    s.set_defaults(handler="img2img.data.sample:cli_sample")
+
+    pr = dsub.add_parser("prepare", help="download (or take) and lay out a standard data set")
+    pr.add_argument("name", help="data set name, e.g. facades, horse2zebra, DIV2K, Set5")
+    pr.add_argument("--out", default="datasets", help="folder that receives NAME/")
+    pr.add_argument("--archive", help="an already-downloaded archive to use instead")
+    pr.add_argument("--list", action="store_true", help="list the known data sets")
+    pr.set_defaults(handler="img2img.data.prepare:cli_prepare")
+
+    c = dsub.add_parser("check", help="scan the data of a config and report unreadable files")
+    c.add_argument("config", help="YAML recipe")
+    _add_overrides(c)
+    c.set_defaults(handler="img2img.data.check:cli_check")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="train a small model on the bundled sample data (CPU, about two minutes)",
+        description="Build the sample data if missing, train a small model, evaluate it "
+        "beside the trivial baseline, and print where everything is.",
+    )
+    p.add_argument(
+        "kind",
+        nargs="?",
+        default="colorize",
+        choices=("colorize", "sr", "paired", "unpaired"),
+        help="which job (default: colorize)",
+    )
+    p.add_argument("--out", default="runs/demo", help="parent folder of the run directory")
+    p.add_argument("--data", default="sample_data", help="sample data folder")
+    p.add_argument("--steps", type=int, help="training steps (default: the demo's own)")
+    _add_overrides(p)
+    p.set_defaults(handler="img2img.demo:cli_demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="img2img",
+        description="Image-to-image translation with GANs: pix2pix, CycleGAN, SRGAN and "
+        "colorization on one Accelerate training engine.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"img2img {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_train, _add_eval, _add_predict, _add_export, _add_summary, _add_data,
+                _add_demo):
+        add(sub)
+    return parser
+
+
+def _resolve(handler: str) -> Callable[[argparse.Namespace], int | None]:
+    module_name, func_name = handler.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and (err.name == module_name or module_name.startswith(err.name + ".")):
+            raise UserError(f"this subcommand is not built yet ({module_name} is missing)") from None
+        raise
+    return getattr(module, func_name)
+
+
+def _report(message: str) -> None:
+    from img2img.log import is_main_process
+
+    if is_main_process():
+        print(f"img2img: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from img2img.log import setup_logging
+
+    setup_logging(verbose=args.verbose)
+    try:
+        if getattr(args, "config", None) is not None and hasattr(args, "overrides"):
+            # Validate the whole config before any work (or heavy import) starts.
+            from img2img.config import load_config
+
+            args.cfg = load_config(args.config, args.overrides)
+        result = _resolve(args.handler)(args)
+    except UserError as err:
+        _report(str(err))
+        return err.exit_code
+    except KeyboardInterrupt:
+        _report("interrupted")
+        return 130
+    except OSError as err:
+        # Out of disk, permission denied: the user's environment, not a bug.
+        if err.errno in (28, 13, 122):  # ENOSPC, EACCES, EDQUOT
+            where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+            _report(f"{err.strerror}{where}")
+            return 2
+        raise
+    return int(result or 0)
+
+
+def entry() -> None:  # pragma: no cover - kept for scripts that call it
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

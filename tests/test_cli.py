@@ -1,0 +1,87 @@
+"""The command line: help without torch, user errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from img2img.cli import build_parser, main
+
+SUBCOMMANDS = ["train", "eval", "predict", "export", "summary", "data", "demo"]
+
+
+def run(*args, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "img2img", *args], capture_output=True, text=True, timeout=120, **kw
+    )
+
+
+def test_every_subcommand_is_listed():
+    text = build_parser().format_help()
+    for name in SUBCOMMANDS:
+        assert name in text
+
+
+@pytest.mark.parametrize("args", [["--help"]] + [[name, "--help"] for name in SUBCOMMANDS])
+def test_help_does_not_import_torch(args):
+    code = (
+        "import sys\n"
+        "from img2img.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = [m for m in ('torch', 'numpy', 'accelerate', 'wandb') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
+
+
+def test_help_is_fast():
+    run("--help")  # warm the file cache
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        out = run("--help")
+        best = min(best, time.perf_counter() - start)
+        assert out.returncode == 0
+    assert best < 0.5, f"img2img --help took {best:.2f}s"
+
+
+def test_console_script_and_module_agree():
+    import shutil
+
+    exe = shutil.which("img2img") or str(__import__("pathlib").Path(sys.executable).with_name("img2img"))
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert out.stdout.startswith("img2img ")
+
+
+def test_user_error_exits_2_without_traceback(tmp_path):
+    out = run("summary", str(tmp_path / "missing.yaml"))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"img2img: error: config file not found: {tmp_path / 'missing.yaml'}"
+
+
+def test_bad_override_exits_2(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("task: pix2pix\n")
+    out = run("summary", str(cfg), "train.batch_size=abc")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "train.batch_size: expected an integer, got 'abc'" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_subcommand_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
