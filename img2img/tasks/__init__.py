@@ -14,41 +14,43 @@ if TYPE_CHECKING:
     from img2img.config import Config
 
 
-def generator_names(config: Config) -> list[str]:
-    """The generators a task exports and predicts with."""
-    return ["G_A", "G_B"] if config.task == "cyclegan" else ["G"]
+def build_generators(config: Config) -> dict[str, nn.Module]:
+    """The generators of a config's task (what is exported and predicts), initialised.
+
+    pix2pix, colorization, srgan: ``G``; cyclegan: ``G_A`` (A -> B) and ``G_B`` (B -> A).
+    """
+    from img2img.nets import build_generator
+
+    gcfg = config.model.generator
+    cin, cout = config.channels()
+    if config.task == "cyclegan":
+        return {"G_A": build_generator(gcfg, cin, cout), "G_B": build_generator(gcfg, cout, cin)}
+    scale = config.data.scale if config.task == "srgan" else 1
+    return {"G": build_generator(gcfg, cin, cout, scale=scale)}
+
+
+def build_discriminators(config: Config) -> dict[str, nn.Module]:
+    """The discriminators of a config's task (none when ``model.discriminator.name`` is
+    ``none``, e.g. the SRResNet PSNR stage), initialised.
+
+    pix2pix, colorization: a conditional ``D`` that sees input and output stacked on the
+    channel axis. cyclegan: ``D_A`` judges B-domain images (real, or made by ``G_A``) and
+    ``D_B`` judges A-domain images, as in the CycleGAN paper's code. srgan: ``D`` on HR
+    images.
+    """
+    from img2img.nets import build_discriminator
+
+    dcfg = config.model.discriminator
+    if dcfg.name == "none":
+        return {}
+    cin, cout = config.channels()
+    if config.task in ("pix2pix", "colorization"):
+        return {"D": build_discriminator(dcfg, cin + cout)}
+    if config.task == "cyclegan":
+        return {"D_A": build_discriminator(dcfg, cout), "D_B": build_discriminator(dcfg, cin)}
+    return {"D": build_discriminator(dcfg, cout)}
 
 
 def build_networks(config: Config) -> dict[str, nn.Module]:
-    """The named networks of a config's task, initialised.
-
-    - pix2pix, colorization: ``G`` (input -> output) and a conditional ``D`` that sees the
-      input and the output stacked on the channel axis.
-    - cyclegan: ``G_A`` (A -> B), ``G_B`` (B -> A), ``D_A`` (judges B-domain images, real or
-      made by ``G_A``) and ``D_B`` (judges A-domain images), as in the CycleGAN paper's code.
-    - srgan: ``G`` (SRResNet at ``data.scale``) and, unless the discriminator is ``none``
-      (the PSNR stage), ``D`` on HR images.
-    """
-    from img2img.nets import build_discriminator, build_generator
-
-    gcfg, dcfg = config.model.generator, config.model.discriminator
-    cin, cout = config.channels()
-    has_d = dcfg.name != "none"
-    nets: dict[str, nn.Module] = {}
-    if config.task in ("pix2pix", "colorization"):
-        nets["G"] = build_generator(gcfg, cin, cout)
-        if has_d:
-            nets["D"] = build_discriminator(dcfg, cin + cout)
-    elif config.task == "cyclegan":
-        nets["G_A"] = build_generator(gcfg, cin, cout)
-        nets["G_B"] = build_generator(gcfg, cout, cin)
-        if has_d:
-            nets["D_A"] = build_discriminator(dcfg, cout)
-            nets["D_B"] = build_discriminator(dcfg, cin)
-    elif config.task == "srgan":
-        nets["G"] = build_generator(gcfg, cin, cout, scale=config.data.scale)
-        if has_d:
-            nets["D"] = build_discriminator(dcfg, cout)
-    else:  # pragma: no cover - the config validator rejects other names
-        raise ValueError(f"unknown task {config.task!r}")
-    return nets
+    """All named networks of a config's task: generators first, then discriminators."""
+    return {**build_generators(config), **build_discriminators(config)}
