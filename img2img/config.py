@@ -136,7 +136,6 @@ class TrainConfig:
     plateau_patience: int = field(default=5, metadata={"min": 0})
     plateau_factor: float = field(default=0.5, metadata={"min": 0.0})
     warmup_steps: int = field(default=0, metadata={"min": 0})
-    d_steps: int = field(default=1, metadata={"min": 1})
     max_grad_norm: float = field(default=0.0, metadata={"min": 0.0})
     ema: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     channels_last: bool = False
