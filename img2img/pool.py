@@ -61,10 +61,10 @@ class ImagePool:
             "generator": self.generator.get_state(),
         }
         if self.images is not None:
-            state["images"] = self.images.detach().cpu()
+            state["images"] = self.images.detach().cpu().clone()
         return state
 
     def load_state_dict(self, state: dict[str, torch.Tensor], device: torch.device) -> None:
         self.filled = int(state["filled"])
         self.generator.set_state(state["generator"])
-        self.images = state["images"].to(device) if "images" in state else None
+        self.images = state["images"].to(device).clone() if "images" in state else None
