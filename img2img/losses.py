@@ -1,0 +1,234 @@
+"""Loss functions: GAN objectives, gradient penalties, pixel, perceptual, cycle, identity.
+
+Every function returns an unweighted scalar; the task multiplies it by its weight from
+``loss.*`` (``gan_weight``, ``pixel_weight``, ``gp_weight``, ``d_loss_scale`` ...).
+
+GAN objectives (:class:`GANLoss`), for discriminator logits ``r`` on real and ``f`` on
+fake images, each term a mean over all elements of the logit map:
+
+=========  ======================================  ==============================
+mode       discriminator loss                      generator loss
+=========  ======================================  ==============================
+vanilla    softplus(-r) + softplus(f)              softplus(-f)
+           (BCE with logits: real 1, fake 0)       (BCE with logits: fake 1)
+lsgan      (r - 1)^2 + f^2                         (f - 1)^2
+wgangp     -r + f                                  -f
+hinge      relu(1 - r) + relu(1 + f)               -f
+=========  ======================================  ==============================
+
+The discriminator loss is the plain sum of its real and fake terms; the reference code
+halves it, which the task does with ``loss.d_loss_scale`` (0.5). WGAN-GP also needs
+:func:`gradient_penalty` times ``loss.gp_weight``. A multi-scale discriminator's list of
+maps gives the average of the per-map losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from img2img.errors import ConfigError
+from img2img.nets.perceptual import VGGFeatureExtractor
+
+GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
+PIXEL_LOSSES = ("l1", "mse", "charbonnier")
+
+Logits = torch.Tensor | Sequence[torch.Tensor]
+
+
+def _as_list(logits: Logits) -> list[torch.Tensor]:
+    return [logits] if isinstance(logits, torch.Tensor) else list(logits)
+
+
+def _average(values: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(values).mean() if len(values) > 1 else values[0]
+
+
+# --------------------------------------------------------------------------- GAN
+
+
+class GANLoss:
+    """One GAN objective (see the module docstring for the formulas)."""
+
+    def __init__(self, mode: str = "vanilla") -> None:
+        if mode not in GAN_MODES:
+            raise ConfigError(f"loss.gan_mode: invalid value {mode!r}; allowed: {'|'.join(GAN_MODES)}")
+        self.mode = mode
+
+    def _real_term(self, x: torch.Tensor) -> torch.Tensor:
+        """What D pays on real images."""
+        x = x.float()
+        if self.mode == "vanilla":
+            return F.binary_cross_entropy_with_logits(x, torch.ones_like(x))
+        if self.mode == "lsgan":
+            return F.mse_loss(x, torch.ones_like(x))
+        if self.mode == "wgangp":
+            return -x.mean()
+        return F.relu(1.0 - x).mean()  # hinge
+
+    def _fake_term(self, x: torch.Tensor) -> torch.Tensor:
+        """What D pays on generated images."""
+        x = x.float()
+        if self.mode == "vanilla":
+            return F.binary_cross_entropy_with_logits(x, torch.zeros_like(x))
+        if self.mode == "lsgan":
+            return F.mse_loss(x, torch.zeros_like(x))
+        if self.mode == "wgangp":
+            return x.mean()
+        return F.relu(1.0 + x).mean()  # hinge
+
+    def _generator_term(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.mode in ("wgangp", "hinge"):
+            return -x.mean()
+        return self._real_term(x)  # vanilla, lsgan: fool D into calling fakes real
+
+    def generator_loss(self, fake_logits: Logits) -> torch.Tensor:
+        """G's adversarial loss on D's logits for generated images."""
+        return _average([self._generator_term(x) for x in _as_list(fake_logits)])
+
+    def discriminator_terms(
+        self, real_logits: Logits, fake_logits: Logits
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's (real term, fake term), each averaged over scales; for separate logging."""
+        real = _average([self._real_term(x) for x in _as_list(real_logits)])
+        fake = _average([self._fake_term(x) for x in _as_list(fake_logits)])
+        return real, fake
+
+    def discriminator_loss(self, real_logits: Logits, fake_logits: Logits) -> torch.Tensor:
+        """D's loss: real term + fake term (not halved; see ``loss.d_loss_scale``)."""
+        real, fake = self.discriminator_terms(real_logits, fake_logits)
+        return real + fake
+
+    def __repr__(self) -> str:
+        return f"GANLoss({self.mode!r})"
+
+
+# --------------------------------------------------------------------------- penalties
+
+
+def _input_gradients(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """d(sum of logits)/d(images), flattened per sample, kept differentiable."""
+    (grad,) = torch.autograd.grad(
+        outputs=logits.float().sum(), inputs=images, create_graph=True, retain_graph=True
+    )
+    return grad.reshape(grad.shape[0], -1)
+
+
+def gradient_penalty(
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, weight_free: bool = True
+) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): E[(||grad_x D(x)||_2 - 1)^2] at x = a * real +
+    (1 - a) * fake, a ~ U(0, 1) per sample.
+
+    As in the pix2pix reference, the gradient is that of the sum of D's logit map. For a
+    multi-scale D the penalty is averaged over its maps. The result is differentiable
+    w.r.t. D's parameters (``create_graph=True``). ``weight_free=True`` returns the bare
+    penalty (the task multiplies by ``loss.gp_weight``); ``False`` multiplies it by the
+    paper's lambda = 10.
+    """
+    real, fake = real.detach(), fake.detach()
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    mixed = (alpha * real + (1.0 - alpha) * fake).requires_grad_(True)
+    penalties = []
+    for logits in _as_list(discriminator(mixed)):
+        grad = _input_gradients(logits, mixed)
+        norm = torch.sqrt(grad.pow(2).sum(dim=1) + 1e-12)
+        penalties.append((norm - 1.0).pow(2).mean())
+    penalty = _average(penalties)
+    return penalty if weight_free else penalty * 10.0
+
+
+def r1_penalty(real_logits: Logits, real_images: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||_2^2] on real images, without the
+    usual gamma / 2 (the task multiplies by ``loss.r1_weight``).
+
+    ``real_images`` must have ``requires_grad=True`` before D is run on them. For a
+    multi-scale D the penalty is averaged over its maps.
+    """
+    if not real_images.requires_grad:
+        raise ValueError("r1_penalty: call real_images.requires_grad_(True) before running D")
+    penalties = [
+        _input_gradients(logits, real_images).pow(2).sum(dim=1).mean()
+        for logits in _as_list(real_logits)
+    ]
+    return _average(penalties)
+
+
+# --------------------------------------------------------------------------- pixel
+
+
+class CharbonnierLoss(nn.Module):
+    """mean(sqrt((pred - target)^2 + eps^2)), a smooth L1 (Lai et al. 2017, eps = 1e-3)."""
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = pred.float() - target.float()
+        return torch.sqrt(diff * diff + self.eps * self.eps).mean()
+
+
+def pixel_loss(name: str) -> nn.Module:
+    """``l1`` (mean absolute error), ``mse`` (mean squared error) or ``charbonnier``
+    (:class:`CharbonnierLoss` with eps 1e-3); each ``module(pred, target)`` -> scalar."""
+    if name == "l1":
+        return nn.L1Loss()
+    if name == "mse":
+        return nn.MSELoss()
+    if name == "charbonnier":
+        return CharbonnierLoss()
+    raise ConfigError(f"loss.pixel: invalid value {name!r}; allowed: {'|'.join(PIXEL_LOSSES)}")
+
+
+def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """CycleGAN's cycle-consistency loss: L1 between G_B(G_A(a)) and a."""
+    return F.l1_loss(reconstructed, original)
+
+
+def identity_loss(same: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """CycleGAN's identity loss: L1 between G_A(b) and b."""
+    return F.l1_loss(same, original)
+
+
+# --------------------------------------------------------------------------- perceptual
+
+
+class PerceptualLoss(nn.Module):
+    """sum over layers of weight * criterion(VGG19_layer(pred), VGG19_layer(target)).
+
+    ``layer_weights`` maps VGG19 layer names (``conv5_4``, ``relu2_2``, ...) to weights;
+    layers with weight 0 are not computed. ``weights`` is ``imagenet``, ``none`` or a
+    local file (see :mod:`img2img.nets.perceptual`). ``criterion`` is a :func:`pixel_loss`
+    name. The target's features carry no gradient.
+    """
+
+    def __init__(
+        self,
+        layer_weights: dict[str, float],
+        weights: str = "imagenet",
+        criterion: str = "l1",
+        input_range: tuple[float, float] = (-1.0, 1.0),
+    ) -> None:
+        super().__init__()
+        self.layer_weights = {k: float(w) for k, w in layer_weights.items() if w != 0}
+        if not self.layer_weights:
+            raise ConfigError(
+                "loss.perceptual_layers: give at least one VGG19 layer a non-zero weight, "
+                "e.g. {conv5_4: 1.0}"
+            )
+        self.vgg = VGGFeatureExtractor(self.layer_weights, weights, input_range)
+        self.criterion = pixel_loss(criterion)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pred_features = self.vgg(pred)
+        with torch.no_grad():
+            target_features = self.vgg(target.detach())
+        total = pred.new_zeros((), dtype=torch.float32)
+        for name, weight in self.layer_weights.items():
+            total = total + weight * self.criterion(pred_features[name], target_features[name])
+        return total
