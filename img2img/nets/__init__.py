@@ -3,7 +3,13 @@
 ``GENERATORS`` and ``DISCRIMINATORS`` map each name allowed in the config to a small
 function that turns the config section into a network. Names that fix a depth
 (``unet_256``, ``resnet_9blocks``) ignore the config's ``num_downs``/``n_blocks``; the plain
-names (``unet``, ``resnet``, ``srresnet``) read them.
+names (``unet``, ``resnet``, ``srresnet``) read them (``resnet`` defaults to 9 blocks,
+the SRResNets to 16).
+
+Which generator keys apply: all read ``ngf``. U-Net and ResNet read ``norm`` and
+``dropout``; only ResNet reads ``padding`` (its residual blocks). The SRResNets fix their
+normalisation by name (``srresnet``: none, ``srresnet_bn``: batch norm) and ignore
+``norm``, ``dropout`` and ``padding``.
 
 Weight init (``init``, ``init_gain``) is applied by :func:`build_generator` and
 :func:`build_discriminator` (see :func:`img2img.nets.layers.init_weights`), except for
