@@ -1,0 +1,180 @@
+"""Preprocessing and augmentation that run in DataLoader workers.
+
+Geometry follows the reference pix2pix/CycleGAN code (``base_dataset.get_transform``):
+
+| preprocess              | train                                         | val (test-time)            |
+|-------------------------|-----------------------------------------------|----------------------------|
+| ``resize_and_crop``     | resize to load_size x load_size, random crop  | resize to crop x crop      |
+| ``crop``                | random crop of crop_size                      | the whole image            |
+| ``scale_width``         | width -> load_size (height >= crop_size)      | width -> crop_size         |
+| ``scale_width_and_crop``| as scale_width, then random crop              | width -> crop_size         |
+| ``none``                | sides rounded to a multiple of 4 (resized)    | same                       |
+
+then a random horizontal flip when ``data.flip`` (train only). Resizing is bicubic with
+antialiasing, as the reference's PIL ``BICUBIC``; it runs through torch's uint8 kernel
+(``interpolate(..., mode="bicubic", antialias=True)``, which implements Pillow's
+algorithm: it differs from Pillow by at most one 8-bit level on a fraction of a percent
+of pixels, and is about 6x faster). An image smaller than the crop in either side is
+first enlarged (keeping its aspect ratio) so that the crop fits; the reference would pad
+the crop with black instead.
+
+Random choices (crop position, flip, rotation) are made by albumentations pipelines with
+``additional_targets`` so that both images of a pair get the same crop and flip; before
+each sample the pipeline's generators are replaced by ones seeded from the sample's seed
+(:func:`run_seeded`), so a given (index, seed) gives the same sample in any process.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Mapping
+
+import albumentations as A
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------- resizing
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bicubic (antialiased when shrinking) resize of an HxWxC uint8 or float32 array."""
+    if image.shape[0] == height and image.shape[1] == width:
+        return image
+    image = np.ascontiguousarray(image)
+    if image.flags.writeable:
+        tensor = torch.from_numpy(image)
+    else:  # arrays from Pillow are read-only; torch only reads this one
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            tensor = torch.from_numpy(image)
+    tensor = tensor.permute(2, 0, 1)[None]
+    out = F.interpolate(tensor, size=(height, width), mode="bicubic", antialias=True,
+                        align_corners=False)
+    if image.dtype != np.uint8:
+        out = out.clamp_(0.0, 1.0)
+    return out[0].permute(1, 2, 0).numpy()
+
+
+def scale_width(image: np.ndarray, target_width: int, min_height: int) -> np.ndarray:
+    """The reference's ``__scale_width``: width -> target, height proportional, at least
+    ``min_height``."""
+    height, width = image.shape[:2]
+    if width == target_width and height >= min_height:
+        return image
+    new_height = int(max(target_width * height / width, min_height))
+    return resize(image, new_height, target_width)
+
+
+def make_multiple(image: np.ndarray, base: int = 4) -> np.ndarray:
+    """The reference's ``__make_power_2``: each side rounded to the nearest multiple of
+    ``base`` (at least ``base``), resizing when that changes the size."""
+    height, width = image.shape[:2]
+    new_h = max(base, int(round(height / base) * base))
+    new_w = max(base, int(round(width / base) * base))
+    return resize(image, new_h, new_w)
+
+
+def at_least(image: np.ndarray, min_height: int, min_width: int) -> np.ndarray:
+    """Enlarge (aspect kept) so that both sides reach the minimum; no-op otherwise."""
+    height, width = image.shape[:2]
+    if height >= min_height and width >= min_width:
+        return image
+    factor = max(min_height / height, min_width / width)
+    new_h = max(min_height, int(round(height * factor)))
+    new_w = max(min_width, int(round(width * factor)))
+    return resize(image, new_h, new_w)
+
+
+def prepare_geometry(
+    image: np.ndarray, preprocess: str, load_size: int, crop_size: int, train: bool
+) -> np.ndarray:
+    """The deterministic (resize) part of the preprocessing, before the random crop."""
+    if preprocess == "resize_and_crop":
+        size = load_size if train else crop_size
+        image = resize(image, size, size)
+    elif preprocess in ("scale_width", "scale_width_and_crop"):
+        image = scale_width(image, load_size if train else crop_size, crop_size)
+    elif preprocess == "none":
+        image = make_multiple(image, 4)
+    elif preprocess != "crop":
+        raise ValueError(f"unknown preprocess {preprocess!r}")
+    if train and "crop" in preprocess:
+        image = at_least(image, crop_size, crop_size)
+    return image
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def build_augment(
+    preprocess: str, crop_size: int, flip: bool, extra_images: tuple[str, ...] = ()
+) -> A.Compose | None:
+    """Random crop (when the mode crops) and horizontal flip, the same for every image
+    passed (``image`` plus the ``extra_images`` names). None when nothing is random."""
+    steps: list = []
+    if "crop" in preprocess:
+        steps.append(A.RandomCrop(height=crop_size, width=crop_size))
+    if flip:
+        steps.append(A.HorizontalFlip(p=0.5))
+    if not steps:
+        return None
+    return A.Compose(steps, additional_targets={name: "image" for name in extra_images})
+
+
+def build_sr_augment(flip: bool, rot90: bool, extra_images: tuple[str, ...] = ("lr",)) -> A.Compose | None:
+    """SR flips and rotations, applied alike to HR and LR of different sizes.
+
+    ``rot90``: one of the 8 symmetries of the square, uniformly (``D4``; the same group and
+    distribution as BasicSR's hflip + vflip + transpose). ``flip`` alone: horizontal flip.
+    """
+    if rot90:
+        steps = [A.D4(p=1.0)]
+    elif flip:
+        steps = [A.HorizontalFlip(p=0.5)]
+    else:
+        return None
+    return A.Compose(
+        steps,
+        additional_targets={name: "image" for name in extra_images},
+        is_check_shapes=False,
+    )
+
+
+def run_seeded(
+    compose: A.Compose | None, seed: int, image: np.ndarray, **others: np.ndarray
+) -> Mapping[str, np.ndarray]:
+    """Apply ``compose`` with every random draw taken from generators seeded by ``seed``."""
+    if compose is None:
+        return {"image": image, **others}
+    compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    return compose(image=image, **others)
+
+
+def random_crop_box(
+    rng: np.random.Generator, height: int, width: int, size: int
+) -> tuple[int, int]:
+    """Top-left corner of a uniformly random size x size window."""
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    return top, left
+
+
+# --------------------------------------------------------------------------- tensors
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWxC uint8 / uint16 / float [0, 1] -> CxHxW float32 in [-1, 1]."""
+    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    if image.dtype == np.uint8:
+        return chw.float().mul_(2.0 / 255.0).sub_(1.0)
+    if image.dtype == np.uint16:
+        return chw.float().mul_(2.0 / 65535.0).sub_(1.0)
+    return chw.float().mul(2.0).sub_(1.0)
+
+
+def to_grey(tensor: torch.Tensor) -> torch.Tensor:
+    """3xHxW -> 1xHxW with ITU-R 601 luma weights (Pillow's ``convert("L")``)."""
+    r, g, b = tensor[0], tensor[1], tensor[2]
+    return (0.299 * r + 0.587 * g + 0.114 * b)[None]
