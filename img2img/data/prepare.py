@@ -1,0 +1,542 @@
+"""Download, verify and lay out the standard data sets.
+
+    img2img data prepare NAME --out DIR [--archive FILE_OR_FOLDER]
+    img2img data prepare list        (or any NAME with --list)
+
+Steps, each safe to interrupt and re-run:
+
+1. download each archive to ``DIR/.downloads/FILE`` through ``FILE.part``, resuming a
+   partial ``.part`` with an HTTP Range request (a server that ignores Range restarts the
+   file); or take the archive given with ``--archive`` (a file, or a folder that holds
+   the archive files by name);
+2. verify its size and checksum (sha256 or md5, see :data:`REGISTRY`); a mismatch is a
+   DataError and nothing is extracted (a bad download is deleted, a given archive is left
+   alone). Checksums can be skipped with the environment variable ``IMG2IMG_NO_VERIFY=1``
+   (the computed sha256 is printed instead);
+3. extract into a temporary folder ``DIR/.tmp-NAME-PID``, refusing the whole archive if
+   any member is an absolute path, climbs out with ``..``, or is a link or device;
+4. for the SR benchmarks, make ``LRbicx2/``, ``LRbicx3/``, ``LRbicx4/`` from ``HR/`` with
+   the MATLAB-compatible :func:`~img2img.data.matlab_imresize.imresize` (HR mod-cropped to the
+   scale, LR rounded to 8 bits, same file names);
+5. rename the temporary folder to ``DIR/NAME`` and write ``DIR/NAME/.complete``.
+
+A ``DIR/NAME`` without ``.complete`` (an interrupted step 5) is rebuilt; one with it is
+left alone. Archives stay in ``DIR/.downloads`` (delete them when done; the four SR
+benchmarks share one archive).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from img2img.errors import DataError
+from img2img.log import get_logger
+
+log = get_logger(__name__)
+
+CHUNK = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Archive:
+    """One downloadable file and what it must hash to."""
+
+    url: str
+    filename: str
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+    checksum_source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A data set: its archives, which archive folders go where, and what comes after.
+
+    ``members`` maps (archive index, folder inside the archive, folder in the output);
+    every mapping must match at least one file. ``lr_scales`` makes ``LRbicx{s}/`` from
+    ``HR/`` after extraction.
+    """
+
+    name: str
+    kind: str
+    description: str
+    archives: tuple[Archive, ...]
+    members: tuple[tuple[int, str, str], ...]
+    lr_scales: tuple[int, ...] = ()
+    usage: str = ""
+
+
+_PIX2PIX = "https://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+_CYCLEGAN = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
+_DIV2K = "https://data.vision.ee.ethz.ch/cvl/DIV2K"
+_EDSR_BENCHMARK = Archive(
+    url="https://cv.snu.ac.kr/research/EDSR/benchmark.tar",
+    filename="benchmark.tar",
+    md5="4ace41d33c2384b97e6b320cd0afd6ba",
+    checksum_source="md5 used by the torchSR loaders (Coloquinte/torchSR) for EDSR's archive",
+)
+_PIX2PIX_SOURCE = (
+    "md5 recorded by a third-party pix2pix loader; the authors publish no checksums"
+)
+_CYCLEGAN_SOURCE = (
+    "sha256 and size from TensorFlow Datasets' url_checksums/cycle_gan.txt (recorded for "
+    "the same file at people.eecs.berkeley.edu/~taesung_park/CycleGAN/datasets/)"
+)
+_DIV2K_SOURCE = "sha256 and size from TensorFlow Datasets' url_checksums/div2k.txt"
+
+
+def _pix2pix(name: str, md5: str, description: str, usage: str) -> DatasetSpec:
+    return DatasetSpec(
+        name=name,
+        kind="paired (A|B aligned)",
+        description=description,
+        archives=(Archive(f"{_PIX2PIX}/{name}.tar.gz", f"{name}.tar.gz", md5=md5,
+                          checksum_source=_PIX2PIX_SOURCE),),
+        members=((0, f"{name}/", ""),),
+        usage=usage,
+    )
+
+
+def _cyclegan(name: str, sha256: str, size: int, description: str) -> DatasetSpec:
+    return DatasetSpec(
+        name=name,
+        kind="unpaired",
+        description=description,
+        archives=(Archive(f"{_CYCLEGAN}/{name}.zip", f"{name}.zip", sha256=sha256, size=size,
+                          checksum_source=_CYCLEGAN_SOURCE),),
+        members=((0, f"{name}/", ""),),
+        usage=f"task=cyclegan data.root=DIR/{name}  (val falls back to testA/testB)",
+    )
+
+
+def _benchmark(name: str, folder: str, description: str) -> DatasetSpec:
+    return DatasetSpec(
+        name=name,
+        kind="SR benchmark (HR + LRbicx2/3/4)",
+        description=description,
+        archives=(_EDSR_BENCHMARK,),
+        members=((0, f"benchmark/{folder}/HR/", "HR/"),),
+        lr_scales=(2, 3, 4),
+        usage=f"img2img eval MODEL --data DIR/{name}/HR --lr-dir DIR/{name}/LRbicx4",
+    )
+
+
+#: Every data set ``img2img data prepare`` knows, by name.
+REGISTRY: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        _pix2pix("facades", "e2e25dd517e9d15828416ab329da2854",
+                 "CMP Facades: photo | label map, 400 train, 100 val, 106 test",
+                 "task=pix2pix data.root=DIR/facades data.direction=BtoA"),
+        _pix2pix("maps", "e5f65d26eb288457f5ac056deb94d154",
+                 "aerial photo | Google map, 1096 train, 1098 val",
+                 "task=pix2pix data.root=DIR/maps"),
+        _pix2pix("edges2shoes", "71da478b54fedde126e234a2a050bc15",
+                 "edges | shoe photo, 49825 train, 200 val",
+                 "task=pix2pix data.root=DIR/edges2shoes data.preprocess=none"),
+        _pix2pix("cityscapes", "32569df708076e427e9cd02abbca7748",
+                 "photo | semantic labels, 2975 train, 500 val",
+                 "task=pix2pix data.root=DIR/cityscapes data.direction=BtoA"),
+        _cyclegan("horse2zebra", "a74d9d392eecca9966b51287a76ca126af473d9de4f3e8fc0e9cda08fa1730a1",
+                  116867962, "horses | zebras (ImageNet), 1067 + 1334 train"),
+        _cyclegan("summer2winter_yosemite",
+                  "167fe1726807a9d22bd106b4a6c0bd7953b688af924ac1bf967439c4961e49f9",
+                  132640856, "Yosemite in summer | winter (Flickr), 1231 + 962 train"),
+        _cyclegan("monet2photo", "88f91b00fc228f97c9411fbf1880ec1d119c98f1722e4cfcfaa2fb35fac05b04",
+                  305231073, "Monet paintings | photos, 1072 + 6287 train"),
+        DatasetSpec(
+            name="DIV2K",
+            kind="SR training (HR)",
+            description="DIV2K 2K-resolution HR images: 800 train, 100 valid",
+            archives=(
+                Archive(f"{_DIV2K}/DIV2K_train_HR.zip", "DIV2K_train_HR.zip",
+                        sha256="9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335",
+                        size=3530603713, checksum_source=_DIV2K_SOURCE),
+                Archive(f"{_DIV2K}/DIV2K_valid_HR.zip", "DIV2K_valid_HR.zip",
+                        sha256="20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc",
+                        size=448993893, checksum_source=_DIV2K_SOURCE),
+            ),
+            members=((0, "DIV2K_train_HR/", "train/"), (1, "DIV2K_valid_HR/", "val/")),
+            usage="task=srgan data.root=DIR/DIV2K  (LR made on the fly)",
+        ),
+        _benchmark("Set5", "Set5", "Set5 (Bevilacqua et al. 2012), 5 images"),
+        _benchmark("Set14", "Set14", "Set14 (Zeyde et al. 2010), 14 images"),
+        _benchmark("BSD100", "B100", "BSD100 (Martin et al. 2001), 100 images"),
+        _benchmark("Urban100", "Urban100", "Urban100 (Huang et al. 2015), 100 images"),
+    )
+}
+
+
+def find_spec(name: str) -> DatasetSpec:
+    for key, spec in REGISTRY.items():
+        if key.lower() == name.lower():
+            return spec
+    known = ", ".join(REGISTRY)
+    raise DataError(f"unknown data set {name!r}; known: {known} (img2img data prepare --list)")
+
+
+# --------------------------------------------------------------------------- download
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    expected_size: int | None = None,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` through ``dest.part``, resuming a partial ``.part``
+    with an HTTP Range request. Returns ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    start = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and start > expected_size:
+        part.unlink()
+        start = 0
+    if expected_size is not None and start == expected_size:
+        os.replace(part, dest)
+        return dest
+    headers = {"User-Agent": "img2img-data-prepare"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http(s) URLs from the registry)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:  # nothing left to send: the .part may be complete
+            os.replace(part, dest)
+            return dest
+        raise DataError(f"download failed: {url}: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise DataError(
+            f"cannot download {url} ({reason}). Without network, download it elsewhere "
+            f"and pass it with --archive FILE"
+        ) from None
+    with response:
+        resumed = bool(start) and response.status == 206
+        if resumed:
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {start}-"):
+                resumed = False
+        if not resumed:
+            start = 0
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length and length.isdigit() else expected_size
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=start, unit="B", unit_scale=True,
+                       desc=dest.name, leave=False)
+        try:
+            with open(part, "ab" if resumed else "wb") as f:
+                while True:
+                    chunk = response.read(CHUNK)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+        except (OSError, urllib.error.URLError) as err:
+            raise DataError(
+                f"download of {url} interrupted ({err}); run the same command again to resume"
+            ) from None
+        finally:
+            if bar is not None:
+                bar.close()
+    got = part.stat().st_size
+    if total is not None and got < total:
+        raise DataError(
+            f"download of {url} stopped at {got:,} of {total:,} bytes; run again to resume"
+        )
+    os.replace(part, dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def file_hashes(path: str | os.PathLike) -> dict[str, str]:
+    """sha256 and md5 of a file, in one pass."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 (md5 is what is published)
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK)
+            if not chunk:
+                break
+            sha256.update(chunk)
+            md5.update(chunk)
+    return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
+
+
+def verify_archive(path: Path, archive: Archive) -> dict[str, str]:
+    """Check size and checksum; DataError on a mismatch. Returns the computed hashes."""
+    size = path.stat().st_size
+    if archive.size is not None and size != archive.size:
+        raise DataError(
+            f"{path}: {size:,} bytes, expected {archive.size:,} for {archive.url}; "
+            "the file is incomplete or a different version"
+        )
+    hashes = file_hashes(path)
+    for kind in ("sha256", "md5"):
+        expected = getattr(archive, kind)
+        if expected and hashes[kind] != expected.lower():
+            raise DataError(
+                f"{path}: {kind} is {hashes[kind]}, expected {expected} for {archive.url}; "
+                "the file is corrupt or a different version (IMG2IMG_NO_VERIFY=1 skips this "
+                "check if you trust the file)"
+            )
+    if not (archive.sha256 or archive.md5):
+        raise DataError(
+            f"{path}: no published checksum is known for {archive.url} (sha256 of this file: "
+            f"{hashes['sha256']}); set IMG2IMG_NO_VERIFY=1 to use it unverified"
+        )
+    return hashes
+
+
+# --------------------------------------------------------------------------- extract
+
+
+def safe_member_path(name: str) -> PurePosixPath:
+    """An archive member name as a relative path; DataError if it could leave the target
+    (absolute, a drive letter, a backslash path, or a ``..`` part)."""
+    text = name.replace("\\", "/")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":"):
+        raise DataError(f"unsafe archive member {name!r}: absolute path")
+    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise DataError(f"unsafe archive member {name!r}: '..' would leave the target folder")
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def _is_junk(path: PurePosixPath) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in path.parts) or path.name in (
+        "Thumbs.db",
+        "desktop.ini",
+    )
+
+
+def _members(archive_path: Path) -> Iterator[tuple[PurePosixPath, Any]]:
+    """(safe relative path, opener) of every regular file; all members are checked first."""
+    if zipfile.is_zipfile(archive_path):
+        with zipfile.ZipFile(archive_path) as zf:
+            infos = zf.infolist()
+            files = []
+            for info in infos:
+                rel = safe_member_path(info.filename)
+                mode = (info.external_attr >> 16) & 0o170000
+                if mode == 0o120000:
+                    raise DataError(f"unsafe archive member {info.filename!r}: a symbolic link")
+                if not info.is_dir():
+                    files.append((rel, info))
+            for rel, info in files:
+                yield rel, (lambda info=info: zf.open(info))
+        return
+    try:
+        tf = tarfile.open(archive_path)
+    except (tarfile.TarError, OSError) as err:
+        raise DataError(f"{archive_path}: not a zip or tar archive ({err})") from None
+    with tf:
+        members = tf.getmembers()
+        files = []
+        for member in members:
+            rel = safe_member_path(member.name)
+            if member.issym() or member.islnk():
+                raise DataError(f"unsafe archive member {member.name!r}: a link")
+            if member.isdev() or member.isfifo():
+                raise DataError(f"unsafe archive member {member.name!r}: a device or pipe")
+            if member.isfile():
+                files.append((rel, member))
+        for rel, member in files:
+            yield rel, (lambda member=member: tf.extractfile(member))
+
+
+def extract(
+    archive_path: Path, target: Path, mapping: list[tuple[str, str]]
+) -> dict[str, int]:
+    """Extract the files under each archive folder of ``mapping`` (source prefix ->
+    destination prefix, relative to ``target``). Returns the file count per source
+    prefix. Every member name is checked before anything is written."""
+    counts = {src: 0 for src, _ in mapping}
+    root = target.resolve()
+    try:
+        for rel, opener in _members(archive_path):
+            if _is_junk(rel):
+                continue
+            text = rel.as_posix()
+            for src, dst in mapping:
+                if src and not text.startswith(src):
+                    continue
+                out = (target / dst / text[len(src):]).resolve()
+                if root != out and root not in out.parents:
+                    raise DataError(f"unsafe archive member {text!r}: leaves {target}")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                source: IO[bytes] | None = opener()
+                if source is None:
+                    continue
+                with source, open(out, "wb") as sink:
+                    shutil.copyfileobj(source, sink, CHUNK)
+                counts[src] += 1
+                break
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
+        if isinstance(err, OSError) and err.errno in (28, 13, 122):
+            raise
+        raise DataError(f"{archive_path}: corrupt archive ({err})") from None
+    return counts
+
+
+# --------------------------------------------------------------------------- SR benchmarks
+
+
+def make_lr_folders(hr_dir: Path, scales: tuple[int, ...]) -> dict[int, int]:
+    """``LRbicx{s}/`` beside ``hr_dir``: each HR image mod-cropped to ``s`` and reduced with
+    MATLAB-compatible bicubic, rounded to 8 bits, saved as PNG with the HR file's stem."""
+    import numpy as np
+
+    from img2img.data.io import read_image, scan_images, write_image
+    from img2img.data.matlab_imresize import imresize
+
+    counts = {s: 0 for s in scales}
+    for path in scan_images(hr_dir):
+        hr = read_image(path).astype(np.float64)
+        rel = path.relative_to(hr_dir).with_suffix(".png")
+        for s in scales:
+            h, w = hr.shape[:2]
+            cropped = hr[: h - h % s, : w - w % s]
+            lr = imresize(cropped, 1.0 / s)
+            write_image(hr_dir.parent / f"LRbicx{s}" / rel, lr)
+            counts[s] += 1
+    return counts
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def _archive_paths(spec: DatasetSpec, out: Path, given: Path | None, progress: bool) -> list[Path]:
+    paths = []
+    for archive in spec.archives:
+        if given is not None:
+            if given.is_dir():
+                candidate = given / archive.filename
+                if candidate.is_file():
+                    paths.append(candidate)
+                    continue
+            elif given.is_file() and (len(spec.archives) == 1 or given.name == archive.filename):
+                paths.append(given)
+                continue
+            elif not given.exists():
+                raise DataError(f"--archive: not found: {given}")
+        local = out / ".downloads" / archive.filename
+        if not local.is_file():
+            print(f"downloading {archive.url}")
+            download(archive.url, local, expected_size=archive.size, progress=progress)
+        paths.append(local)
+    return paths
+
+
+def prepare(
+    name: str | DatasetSpec,
+    out_dir: str | os.PathLike,
+    archive: str | os.PathLike | None = None,
+    *,
+    verify: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Download (or take), verify and lay out a data set in ``out_dir/NAME``; returns it."""
+    spec = name if isinstance(name, DatasetSpec) else find_spec(name)
+    out = Path(out_dir).expanduser()
+    target = out / spec.name
+    if (target / ".complete").is_file():
+        print(f"{spec.name} is already prepared in {target}")
+        return target
+    out.mkdir(parents=True, exist_ok=True)
+    given = Path(archive).expanduser() if archive else None
+    paths = _archive_paths(spec, out, given, progress)
+    hashes = []
+    for path, entry in zip(paths, spec.archives):
+        if verify:
+            try:
+                hashes.append(verify_archive(path, entry))
+            except DataError:
+                if path.parent == out / ".downloads":
+                    path.unlink()  # a bad download must not be reused
+                raise
+        else:
+            computed = file_hashes(path)
+            hashes.append(computed)
+            print(f"not verified ({entry.filename}): sha256 {computed['sha256']}")
+    tmp = out / f".tmp-{spec.name}-{os.getpid()}"
+    for stale in out.glob(f".tmp-{spec.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        for index, path in enumerate(paths):
+            mapping = [(src, dst) for i, src, dst in spec.members if i == index]
+            counts = extract(path, tmp, mapping)
+            for src, count in counts.items():
+                if count == 0:
+                    raise DataError(
+                        f"{path}: no files under {src!r} in the archive; is it the right file "
+                        f"for {spec.name}?"
+                    )
+        if spec.lr_scales:
+            make_lr_folders(tmp / "HR", spec.lr_scales)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    record = {
+        "name": spec.name,
+        "archives": [
+            {"url": a.url, "file": str(p), **h} for a, p, h in zip(spec.archives, paths, hashes)
+        ],
+    }
+    (target / ".complete").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return target
+
+
+def list_datasets() -> str:
+    rows = []
+    for spec in REGISTRY.values():
+        checks = sorted({("sha256" if a.sha256 else "md5" if a.md5 else "none") for a in spec.archives})
+        rows.append((spec.name, spec.kind, "/".join(checks), spec.description))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{'name':<{widths[0]}}  {'kind':<{widths[1]}}  {'check':<{widths[2]}}  description"]
+    for r in rows:
+        lines.append(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    return "\n".join(lines)
+
+
+def cli_prepare(args: Any) -> int:
+    # The parser declares NAME as required, so "--list" comes with some name; "list"
+    # itself also lists.
+    if args.list or not args.name or args.name.lower() == "list":
+        print(list_datasets())
+        return 0
+    verify = not (getattr(args, "no_verify", False) or os.environ.get("IMG2IMG_NO_VERIFY") == "1")
+    spec = find_spec(args.name)
+    target = prepare(spec, args.out, args.archive, verify=verify)
+    counts = {}
+    for sub in sorted(p for p in target.iterdir() if p.is_dir()):
+        counts[sub.name] = sum(1 for f in sub.rglob("*") if f.is_file())
+    print(f"{spec.name} ready in {target}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if spec.usage:
+        print(f"use it with: {spec.usage.replace('DIR', str(Path(args.out)))}")
+    return 0
