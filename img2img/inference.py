@@ -390,7 +390,7 @@ def probe_min_size(
             x = torch.zeros(1, in_channels, k * multiple, k * multiple, device=device)
             try:
                 net(x)
-            except RuntimeError:
+            except (RuntimeError, ValueError):  # too small for a padding or a norm layer
                 continue
             return k * multiple
     raise RuntimeError(f"{type(net).__name__} fails on every input up to {16 * multiple} px")

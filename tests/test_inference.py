@@ -391,3 +391,36 @@ def test_predict_16_bit_in_16_bit_out(models, tmp_path, capsys):
     x16 = read_image(tmp_path / "in" / "deep.png")
     expected = load(models["srresnet"])(x16)
     assert np.abs(out - expected).max() <= 1.0 / 65535
+
+
+# --------------------------------------------------------------------------- colorization
+
+
+def test_colorization_keeps_the_input_lightness(tmp_path):
+    from img2img.data.color import rgb_to_lab_norm
+
+    path = make_model(tmp_path / "col", "unet", ["task=colorization"])
+    t = load(path)
+    with torch.no_grad():  # stronger colours than a fresh init gives (|ab| up to ~0.2)
+        t.net.decoder[0][1].weight.mul_(30)
+    assert t.in_channels == 1 and t.out_channels == 2
+    x = torch.from_numpy(smooth_image(37, 53)).permute(2, 0, 1) * 0.8 + 0.1
+    out = t(x)
+    assert out.shape == (3, 37, 53)
+    lum_in = (rgb_to_lab_norm(x[None] * 2 - 1)[0] + 1) * 50
+    lum_out = (rgb_to_lab_norm(out[None] * 2 - 1)[0] + 1) * 50
+    assert (lum_in - lum_out).abs().max() < 0.5  # L in [0, 100]; Lab round trip and gamut
+    _, ab = rgb_to_lab_norm(out[None] * 2 - 1)
+    assert ab.abs().max() > 0.05  # it did colour something
+    with torch.no_grad():  # the ab it recombined is the network's prediction from L
+        lum, _ = rgb_to_lab_norm(x[None] * 2 - 1)
+        padded, (top, left) = pad_to_multiple(lum, 8)
+        expected_ab = t.net(padded)[..., top : top + 37, left : left + 53]
+    assert (ab - expected_ab).abs().max() < 0.02
+    grey = Image.fromarray((smooth_image(16, 24)[..., 0] * 255).astype(np.uint8))
+    colour = t(grey)
+    assert colour.mode == "RGB" and colour.size == (24, 16)
+    tiled = t(x, tile=16, tile_overlap=8)
+    assert float_psnr(tiled.numpy(), out.numpy()) > 25  # a U-Net sees each tile alone
+    lum_tiled = (rgb_to_lab_norm(tiled[None] * 2 - 1)[0] + 1) * 50
+    assert (lum_in - lum_tiled).abs().max() < 0.5  # tiles blend ab; L is still the input's

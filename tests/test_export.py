@@ -1,0 +1,146 @@
+"""``img2img export``: ONNX (against ONNX Runtime at two sizes), TorchScript, safetensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from img2img import model_io
+from img2img.cli import main
+from img2img.config import load_config
+from img2img.export import TOLERANCE, export_onnx
+from img2img.inference import load
+from img2img.tasks import build_generators
+
+TINY = {
+    "unet": ["task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=3",
+             "model.generator.ngf=8"],
+    "resnet": ["task=cyclegan", "model.generator.name=resnet", "model.generator.n_blocks=1",
+               "model.generator.ngf=8"],
+    "srresnet": ["task=srgan", "model.generator.name=srresnet", "model.generator.n_blocks=1",
+                 "model.generator.ngf=8", "data.scale=3"],
+    "colorization": ["task=colorization", "model.generator.name=unet",
+                     "model.generator.num_downs=3", "model.generator.ngf=8"],
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("export_models")
+    paths = {}
+    for kind, overrides in TINY.items():
+        torch.manual_seed(1)
+        config = load_config(None, overrides)
+        generators = build_generators(config)
+        with torch.no_grad():  # non-trivial BatchNorm statistics, so eval mode matters
+            for module in (m for g in generators.values() for m in g.modules()):
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.uniform_(-0.5, 0.5)
+                    module.running_var.uniform_(0.5, 2.0)
+        paths[kind] = model_io.save_model(root / kind, config, generators)
+    return paths
+
+
+def _torch_out(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return net(torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("kind", ["unet", "resnet", "srresnet"])
+def test_onnx_matches_pytorch_at_two_sizes(models, kind, tmp_path, capsys):
+    out = tmp_path / f"{kind}.onnx"
+    assert main(["export", str(models[kind]), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ONNX Runtime check: max |onnx - torch| =" in printed
+    model = onnx.load(str(out))
+    meta = {p.key: p.value for p in model.metadata_props}
+    net = load(models[kind], device="cpu").net
+    m = int(meta["size_multiple"])
+    assert m == net.size_multiple and int(meta["scale"]) == net.scale
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for n, h, w in [(1, 2 * m * 4, 3 * m * 4), (3, 5 * m * 2, 2 * m * 4)]:
+        x = rng.uniform(-1, 1, (n, 3, h, w)).astype(np.float32)
+        got = session.run(None, {"input": x})[0]
+        expected = _torch_out(net, x)
+        assert got.shape == (n, 3, h * net.scale, w * net.scale)
+        assert np.abs(got - expected).max() < TOLERANCE
+
+
+def test_onnx_cyclegan_direction_and_colorization(models, tmp_path, capsys):
+    out = tmp_path / "b2a.onnx"
+    assert main(["export", str(models["resnet"]), "--format", "onnx", "--direction", "BtoA",
+                 "--out", str(out), "--opset", "18"]) == 0
+    g_b = load(models["resnet"], direction="BtoA").net
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 24, 32)).astype(np.float32)
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    assert np.abs(got[0] - _torch_out(g_b, x)).max() < TOLERANCE
+    assert onnx.load(str(out)).opset_import[0].version == 18
+
+    col = tmp_path / "exports"
+    col.mkdir()
+    assert main(["export", str(models["colorization"]), "--format", "onnx", "--out", str(col)]) == 0
+    (path,) = col.glob("*.onnx")  # a folder gets <task>_<generator>.onnx
+    model = onnx.load(str(path))
+    assert "L/50-1" in {p.key: p.value for p in model.metadata_props}["colorization"]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    lum = np.random.default_rng(2).uniform(-1, 1, (2, 1, 16, 24)).astype(np.float32)
+    ab = session.run(None, {"input": lum})[0]
+    assert ab.shape == (2, 2, 16, 24)
+    assert np.abs(ab - _torch_out(load(models["colorization"]).net, lum)).max() < TOLERANCE
+    capsys.readouterr()
+
+
+def test_onnx_export_refuses_a_wrong_result(models, tmp_path):
+    """The check compares against the network itself: a network whose traced graph is not
+    what it computes (here: a Python-side branch on the input size) fails and writes nothing."""
+
+    class SizeDependent(torch.nn.Module):
+        size_multiple, scale, in_channels, out_channels = 1, 1, 3, 3
+
+        def forward(self, x):
+            return x * 2 if x.shape[-1] % 2 else x  # frozen at trace time
+
+    from img2img.errors import UserError
+
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(UserError, match="check failed"):
+        export_onnx(SizeDependent(), out)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_export_matches(models, tmp_path, capsys):
+    out = tmp_path / "sr.pt"
+    assert main(["export", str(models["srresnet"]), "--format", "torchscript", "--out",
+                 str(out)]) == 0
+    assert "TorchScript check" in capsys.readouterr().out
+    traced = torch.jit.load(str(out))
+    net = load(models["srresnet"]).net
+    x = torch.rand(2, 3, 19, 23) * 2 - 1
+    with torch.inference_mode():
+        assert (traced(x) - net(x)).abs().max() < TOLERANCE
+
+
+def test_safetensors_export_is_a_loadable_model_dir(models, tmp_path, capsys):
+    out = tmp_path / "copy"
+    assert main(["export", str(models["resnet"]), "--format", "safetensors", "--out",
+                 str(out)]) == 0
+    capsys.readouterr()
+    original, again = load(models["resnet"]), load(out)
+    for name in ("G_A", "G_B"):
+        a, b = original.generators[name].state_dict(), again.generators[name].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_errors(models, tmp_path, capsys):
+    assert main(["export", str(models["unet"]), "--format", "onnx", "--direction", "BtoA",
+                 "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "CycleGAN" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--format", "onnx", "--out", str(tmp_path / "y")]) == 2
+    assert "is not a model" in capsys.readouterr().err
