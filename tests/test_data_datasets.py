@@ -410,3 +410,14 @@ def test_decode_failure_in_a_sample_names_the_file(aligned):
     with pytest.raises(DataError) as err:
         ds[0]
     assert str(path) in str(err.value)
+
+
+def test_datasets_pickle_for_spawned_workers(aligned, hr_folder):
+    import pickle
+
+    for ds in (build_dataset(config(aligned, "pix2pix", *small()), "train"),
+               build_dataset(config(hr_folder, "srgan", "data.scale=2", "data.gt_size=16",
+                                    "data.rot90=true"), "train")):
+        copy = pickle.loads(pickle.dumps(ds))
+        torch.testing.assert_close(copy[(1, 42)]["A"], ds[(1, 42)]["A"])
+        torch.testing.assert_close(copy[(1, 42)]["B"], ds[(1, 42)]["B"])

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from img2img.data.io import (
@@ -74,9 +75,9 @@ def parse_key(key: Any, length: int) -> tuple[int, int]:
 
 
 def _child_seeds(seed: int, count: int) -> list[int]:
-    """``count`` independent seeds drawn from one sample seed."""
-    rng = np.random.default_rng(seed)
-    return [int(s) for s in rng.integers(0, 2**63 - 1, size=count)]
+    """``count`` independent seeds derived from one sample seed (numpy's SeedSequence)."""
+    state = np.random.SeedSequence(seed).generate_state(count, np.uint64)
+    return [int(s) >> 1 for s in state]
 
 
 def _same_dtype(*images: np.ndarray) -> list[np.ndarray]:
@@ -273,10 +274,18 @@ def quantize_like(lr: np.ndarray, like: np.ndarray) -> np.ndarray:
     return lr.astype(np.float32)
 
 
+def _unit_chw(image: np.ndarray) -> torch.Tensor:
+    """HxWxC uint8/float array (any strides) -> CxHxW float32 tensor in [0, 1]."""
+    if image.dtype != np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(to_float01(image))).permute(2, 0, 1)
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    return chw.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+
+
 def make_lr(hr: np.ndarray, scale: int, quantize: bool = True) -> np.ndarray:
     """MATLAB-bicubic downscale of a (mod-cropped) HR image, quantised like the source."""
-    lr = imresize(to_float01(hr), 1.0 / scale)
-    return quantize_like(lr, hr) if quantize else lr
+    lr = imresize(_unit_chw(hr), 1.0 / scale).permute(1, 2, 0).numpy()
+    return quantize_like(lr, hr) if quantize else np.ascontiguousarray(lr)
 
 
 class SRDataset(_ImageDataset):
@@ -344,9 +353,11 @@ class SRDataset(_ImageDataset):
         t1 = min(hr.shape[0] // s, top + lq + margin)
         l1 = min(hr.shape[1] // s, left + lq + margin)
         region = hr[t0 * s : t1 * s, l0 * s : l1 * s]
-        lr = imresize(to_float01(region), 1.0 / s)
+        # torch, not numpy, does the products: in a DataLoader worker torch is limited to
+        # one thread, while numpy's BLAS would start threads of its own on every core.
+        lr = imresize(_unit_chw(region), 1.0 / s).permute(1, 2, 0).numpy()
         lr = lr[top - t0 : top - t0 + lq, left - l0 : left - l0 + lq]
-        return quantize_like(lr, hr) if self.quantize else lr
+        return quantize_like(lr, hr) if self.quantize else np.ascontiguousarray(lr)
 
     def sample(self, index: int, seed: int) -> dict[str, Any]:
         hr_path, lr_path = self.items[index]

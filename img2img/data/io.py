@@ -205,6 +205,19 @@ def _decode_cv2_png16(path: Path) -> np.ndarray:
     return array
 
 
+def _decode_cv2_jpeg(path: Path) -> np.ndarray | None:
+    """A complete (EOI-terminated) YCbCr JPEG through OpenCV: the same libjpeg-turbo
+    output as Pillow's, about 25% faster. None when OpenCV cannot decode it (Pillow then
+    decodes it and reports the error)."""
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if bgr is None or bgr.ndim != 3:
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def _decode_tiff(path: Path) -> np.ndarray:
     import tifffile
 
@@ -310,8 +323,17 @@ def load_image(
             bit_depth = 16
         elif mode == "F":
             bit_depth = 32
+        if route == "pil" and fmt == "JPEG" and mode == "RGB" and _jpeg_complete(path):
+            route = "cv2-jpeg"
         try:
-            if route == "pil":
+            raw = None
+            if route == "cv2-jpeg":
+                raw = _decode_cv2_jpeg(path)
+                if raw is not None and orientation != 1:
+                    raw = np.ascontiguousarray(apply_orientation(raw, orientation))
+            if raw is not None:
+                pass
+            elif route in ("pil", "cv2-jpeg"):
                 if orientation != 1:
                     ImageOps.exif_transpose(im, in_place=True)
                 raw = _pil_array(im, has_alpha)

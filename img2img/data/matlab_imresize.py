@@ -138,6 +138,16 @@ def imresize(
     return np.ascontiguousarray(out.astype(array.dtype, copy=False))
 
 
+@lru_cache(maxsize=64)
+def _torch_matrix(
+    in_length: int, out_length: int, scale: float, antialias: bool, dtype: Any, device: str
+) -> Any:
+    import torch
+
+    weights = resize_weights(in_length, out_length, scale, antialias)
+    return torch.tensor(weights, dtype=dtype, device=device)
+
+
 def _imresize_torch(img: Any, scale: Any, output_size: Any, antialias: bool) -> Any:
     import torch
 
@@ -152,7 +162,6 @@ def _imresize_torch(img: Any, scale: Any, output_size: Any, antialias: bool) -> 
     passes.sort(key=lambda p: p[1])
     for axis, s, length in passes:
         in_length = x.shape[-2] if axis == 0 else x.shape[-1]
-        weights = resize_weights(in_length, length, s, antialias)
-        matrix = torch.tensor(weights, dtype=x.dtype, device=x.device)
+        matrix = _torch_matrix(in_length, length, s, antialias, x.dtype, str(x.device))
         x = torch.matmul(matrix, x) if axis == 0 else torch.matmul(x, matrix.T)
     return x[0] if squeeze else x
