@@ -190,6 +190,8 @@ def test_none_rounds_to_multiple_of_4_and_small_images_grow_for_crop(tmp_path):
     a = noise(rng, 21, 23)
     save(tmp_path / "train" / "0.png", np.concatenate([a, a], 1))
     assert build_dataset(config(tmp_path, "pix2pix", "data.preprocess=none"), "train")[0]["A"].shape == (3, 20, 24)
+    save(tmp_path / "val" / "0.png", np.concatenate([a, a], 1))
+    assert build_dataset(config(tmp_path, "pix2pix", "data.preprocess=none"), "val")[0]["A"].shape == (3, 21, 23)
     s = build_dataset(config(tmp_path, "pix2pix", "data.preprocess=crop", "data.crop_size=32"), "train")[0]
     assert s["A"].shape == (3, 32, 32)
 

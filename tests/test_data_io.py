@@ -162,6 +162,18 @@ def test_cmyk_jpeg(tmp_path):
     np.testing.assert_allclose(out[8, 13], [1, 0, 1], atol=0.05)  # magenta
 
 
+@pytest.mark.parametrize("options", [{"subsampling": 0}, {"subsampling": 1}, {"subsampling": 2},
+                                     {"progressive": True}, {"quality": 40}])
+def test_jpeg_decode_equals_pillow(tmp_path, options):
+    import skimage.data
+
+    photo = skimage.data.astronaut()[::8, ::8]
+    Image.fromarray(photo).save(tmp_path / "p.jpg", **options)
+    reference = np.asarray(Image.open(tmp_path / "p.jpg").convert("RGB"))
+    out = read_image(tmp_path / "p.jpg")
+    np.testing.assert_array_equal(np.rint(out * 255).astype(np.uint8), reference)
+
+
 def _red_left_blue_right(w: int = 32, h: int = 16) -> np.ndarray:
     img = np.zeros((h, w, 3), np.uint8)
     img[:, : w // 2, 0] = 255

@@ -8,7 +8,7 @@ Geometry follows the reference pix2pix/CycleGAN code (``base_dataset.get_transfo
 | ``crop``                | random crop of crop_size                      | the whole image            |
 | ``scale_width``         | width -> load_size (height >= crop_size)      | width -> crop_size         |
 | ``scale_width_and_crop``| as scale_width, then random crop              | width -> crop_size         |
-| ``none``                | sides rounded to a multiple of 4 (resized)    | same                       |
+| ``none``                | sides rounded to a multiple of 4 (resized)    | the image as it is         |
 
 then a random horizontal flip when ``data.flip`` (train only). Resizing is bicubic with
 antialiasing, as the reference's PIL ``BICUBIC``; it runs through torch's uint8 kernel
@@ -104,7 +104,8 @@ def prepare_geometry(
     elif preprocess in ("scale_width", "scale_width_and_crop"):
         image = scale_width(image, load_size if train else crop_size, crop_size)
     elif preprocess == "none":
-        image = make_multiple(image, 4)
+        if train:  # at test time the image stays as it is; the model pads it
+            image = make_multiple(image, 4)
     elif preprocess != "crop":
         raise ValueError(f"unknown preprocess {preprocess!r}")
     if train and "crop" in preprocess:
