@@ -402,3 +402,12 @@ def test_full_decode_catches_what_the_header_check_cannot(tmp_path):
     (tmp_path / "n.bmp").write_bytes(data[:-500])  # BMP: fully decoded even in the fast check
     assert inspect_image(tmp_path / "n.bmp")[1] is not None
     assert check_files([tmp_path / "n.bmp"], None, "skip", full_decode=True) == []
+
+
+def test_scan_follows_symlinks_without_looping(tmp_path):
+    Image.fromarray(ramp()).save(tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(ramp()).save(tmp_path / "sub" / "b.png")
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    found = [p.relative_to(tmp_path).as_posix() for p in scan_images(tmp_path)]
+    assert found == ["a.png", "sub/b.png"]

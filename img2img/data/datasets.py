@@ -86,6 +86,23 @@ def _same_dtype(*images: np.ndarray) -> list[np.ndarray]:
     return [to_float01(img) for img in images]
 
 
+_WORKER_PID: int | None = None
+
+
+def _limit_worker_threads() -> None:
+    """In a DataLoader worker, keep OpenCV on one thread as torch already is (once per
+    process), so that workers do not oversubscribe the cores."""
+    global _WORKER_PID
+    pid = os.getpid()
+    if _WORKER_PID == pid:
+        return
+    _WORKER_PID = pid
+    if torch.utils.data.get_worker_info() is not None:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
 class _ImageDataset(Dataset):
     """Shared reading options and the (index, seed) protocol."""
 
@@ -102,6 +119,7 @@ class _ImageDataset(Dataset):
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
         index, seed = parse_key(key, len(self))
+        _limit_worker_threads()
         return self.sample(index, seed)
 
     def sample(self, index: int, seed: int) -> dict[str, Any]:  # pragma: no cover

@@ -499,8 +499,14 @@ def scan_images(root: str | os.PathLike, *, exclude: Iterable[str | os.PathLike]
         raise DataError(f"not a folder: {root}")
     skip = {Path(p).resolve() for p in exclude}
     found: list[tuple[str, Path]] = []
+    seen: set[tuple[int, int]] = set()  # followed symlinks must not loop
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         here = Path(dirpath)
+        stat = here.stat()
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
         dirnames[:] = [
             d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in skip
         ]
