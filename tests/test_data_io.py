@@ -52,6 +52,16 @@ def test_8bit_png_exact(tmp_path):
     assert (info.bit_depth, info.channels, info.mode, info.size) == (8, 3, "RGB", (24, 16))
 
 
+@pytest.mark.parametrize("suffix, options", [(".bmp", {}), (".ppm", {}), (".webp", {"lossless": True}),
+                                             (".tif", {"compression": "tiff_lzw"})])
+def test_other_lossless_formats_exact(tmp_path, suffix, options):
+    img = ramp()
+    Image.fromarray(img).save(tmp_path / f"a{suffix}", **options)
+    out, info = read_image(tmp_path / f"a{suffix}", return_info=True)
+    np.testing.assert_array_equal(np.rint(out * 255).astype(np.uint8), img)
+    assert info.bit_depth == 8 and info.size == (24, 16)
+
+
 def test_16bit_colour_png_keeps_16_bits(tmp_path):
     rng = np.random.default_rng(0)
     img16 = rng.integers(0, 65536, (10, 12, 3), dtype=np.uint16)
