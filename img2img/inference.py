@@ -75,6 +75,9 @@ log = get_logger(__name__)
 HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
 
+# Output rows finished (clamped, colour-converted, written to the sink) at a time.
+EMIT_ROWS = 256
+
 # Smallest blending weight, so that every covered pixel has a positive total weight.
 RAMP_FLOOR = 1e-6
 
@@ -205,7 +208,20 @@ class Translator:
     """A loaded generator that translates images of any size (see the module docstring).
 
     Build it with :func:`load` or :meth:`from_pretrained`; call it on images.
-    ``direction`` picks CycleGAN's ``G_A`` (AtoB) or ``G_B`` (BtoA).
+
+    - ``device``: ``auto`` (cuda when available, else cpu), ``cpu``, ``cuda``, ``cuda:1``.
+    - ``direction``: CycleGAN's ``G_A`` (``AtoB``) or ``G_B`` (``BtoA``).
+    - ``tile``: tile side in input pixels (0: the whole image at once); rounded up to a
+      multiple of the network's ``size_multiple`` (and at least its ``min_size``).
+    - ``tile_overlap``: least overlap between neighbouring tiles, in input pixels;
+      smaller than ``tile``. 16 or more for SR, more for U-Nets (they see a tile alone).
+    - ``batch_size``: tiles, or same-size images, per network call.
+    - ``train_mode_norm``: False (default): eval mode, dropout off, BatchNorm with its
+      running statistics. True: the pix2pix paper's test-time behaviour, BatchNorm with
+      the statistics of the batch being translated and dropout on (random outputs unless
+      torch is seeded); runs on a copy, the loaded weights never change.
+
+    The three size options are defaults that each call can override.
     """
 
     def __init__(
@@ -568,7 +584,10 @@ class Canvas:
         self.band_top = final_end
 
     def _emit(self, out: torch.Tensor, y0: int, y1: int) -> None:
-        self.sink.write(y0, y1, self.finish(out, self.source, y0, y1))
+        # In slices of rows, so the float copies that finishing makes stay small.
+        for a in range(0, y1 - y0, EMIT_ROWS):
+            b = min(a + EMIT_ROWS, y1 - y0)
+            self.sink.write(y0 + a, y0 + b, self.finish(out[:, a:b], self.source, y0 + a, y0 + b))
 
 
 # --------------------------------------------------------------------------- inputs, outputs
