@@ -191,6 +191,21 @@ def _train_mode_copy(net: nn.Module) -> nn.Module:
     return net.train()
 
 
+def check_replaceable(directory: str | Path) -> None:
+    """Refuse to write a model directory over a file or a folder that is not an (empty or)
+    exported model directory: ``save_model`` replaces what is there as a whole."""
+    path = Path(directory).expanduser()
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise UserError(f"{path} exists and is a file; give a folder for the model directory")
+    if any(path.iterdir()) and not (path / model_io.CONFIG_FILE).is_file():
+        raise UserError(
+            f"{path} exists and is not an img2img model directory; refusing to replace it "
+            "(give a new or empty folder)"
+        )
+
+
 def check_tiling(tile: int, tile_overlap: int, batch_size: int) -> None:
     if tile < 0:
         raise UserError(f"tile: must be >= 0 (0: whole image), got {tile}")
@@ -307,7 +322,9 @@ class Translator:
         return load(path, **kwargs)
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write an exported model directory (all generators; see :mod:`img2img.model_io`)."""
+        """Write an exported model directory (all generators; see :mod:`img2img.model_io`).
+        An existing model directory there is replaced; any other existing path is refused."""
+        check_replaceable(directory)
         return model_io.save_model(directory, self.config, self.generators)
 
     # ---------------------------------------------------------------- translate

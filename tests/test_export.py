@@ -148,6 +148,21 @@ def test_safetensors_export_is_a_loadable_model_dir(models, tmp_path, capsys):
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_safetensors_export_never_replaces_other_folders(models, tmp_path, capsys):
+    precious = tmp_path / "documents"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("keep me")
+    assert main(["export", str(models["unet"]), "--format", "safetensors", "--out",
+                 str(precious)]) == 2
+    assert "not an img2img model directory" in capsys.readouterr().err
+    assert (precious / "thesis.txt").read_text() == "keep me"
+    from img2img.errors import UserError
+
+    with pytest.raises(UserError, match="not an img2img model directory"):
+        load(models["unet"]).save_pretrained(precious)
+    assert (precious / "thesis.txt").read_text() == "keep me"
+
+
 def test_export_errors(models, tmp_path, capsys):
     assert main(["export", str(models["unet"]), "--format", "onnx", "--direction", "BtoA",
                  "--out", str(tmp_path / "x.onnx")]) == 2
