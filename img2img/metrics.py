@@ -58,7 +58,7 @@ Y_OFFSET = 16.0
 _PAD = SSIM_WINDOW // 2
 _ROW_BLOCK = 32  # output rows per block in the vertical pass
 _COL_BLOCK = 64  # output columns per block in the horizontal pass
-_CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 27}  # filtered-map elements per chunk
+_CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}  # elements of the maps to filter
 
 
 # --------------------------------------------------------------------------- colour
@@ -113,18 +113,6 @@ def _y_from_levels(levels: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- inputs
 
 
-def _tensor_levels(x: Tensor) -> Tensor:
-    """A float [0, 1] or uint8 tensor -> float levels 0..255 in the compute dtype."""
-    if x.dtype == torch.uint8:
-        return x.to(torch.float32)
-    if not x.is_floating_point():
-        raise TypeError(f"expected a float tensor in [0, 1] or a uint8 tensor, got {x.dtype}")
-    x = x.detach()
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.float()
-    return (x * PEAK).round_().clamp_(0, PEAK)
-
-
 def _numpy_image_to_nchw(img: np.ndarray, name: str) -> Tensor:
     if img.dtype != np.uint8:
         raise TypeError(
@@ -135,31 +123,35 @@ def _numpy_image_to_nchw(img: np.ndarray, name: str) -> Tensor:
         img = img[:, :, None]
     if img.ndim != 3 or img.shape[2] not in (1, 3):
         raise ValueError(f"{name}: expected an HxW, HxWx1 or HxWx3 array, got shape {img.shape}")
-    return (
-        torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0).to(torch.float64)
-    )
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).unsqueeze(0)
 
 
-def _prepare(pred, target, crop_border: int, y_channel: bool, min_size: int = 1):
-    """Validate a pair, crop, convert to levels (and Y). Returns (pred, target, is_numpy)."""
+def _check_pair(pred, target, crop_border: int, min_size: int):
+    """Validate a pair and crop it. Returns (pred, target, compute dtype, is_numpy)."""
     if isinstance(pred, np.ndarray) and isinstance(target, np.ndarray):
         if pred.shape != target.shape:
             raise ValueError(
                 f"pred and target shapes differ: pred {pred.shape}, target {target.shape}"
             )
+        shape = pred.shape
         p = _numpy_image_to_nchw(pred, "pred")
         t = _numpy_image_to_nchw(target, "target")
-        is_numpy = True
+        dtype, is_numpy = torch.float64, True
     elif isinstance(pred, Tensor) and isinstance(target, Tensor):
+        shape = tuple(pred.shape)
         if pred.shape != target.shape:
             raise ValueError(
-                f"pred and target shapes differ: pred {tuple(pred.shape)}, target {tuple(target.shape)}"
+                f"pred and target shapes differ: pred {shape}, target {tuple(target.shape)}"
             )
         if pred.ndim != 4:
-            raise ValueError(f"expected NxCxHxW tensors, got shape {tuple(pred.shape)}")
+            raise ValueError(f"expected NxCxHxW tensors, got shape {shape}")
         if pred.device != target.device:
             raise ValueError(f"pred is on {pred.device} but target is on {target.device}")
-        p, t = pred, target
+        for x in (pred, target):
+            if not (x.is_floating_point() or x.dtype == torch.uint8):
+                raise TypeError(f"expected float tensors in [0, 1] or uint8 tensors, got {x.dtype}")
+        p, t = pred.detach(), target.detach()
+        dtype = torch.float64 if torch.float64 in (p.dtype, t.dtype) else torch.float32
         is_numpy = False
     else:
         raise TypeError(
@@ -170,19 +162,10 @@ def _prepare(pred, target, crop_border: int, y_channel: bool, min_size: int = 1)
     height, width = p.shape[-2:]
     if height < min_size or width < min_size:
         raise ValueError(
-            f"image of {pred.shape if is_numpy else tuple(pred.shape)} with crop_border={crop_border} "
-            f"leaves {height}x{width} pixels; this metric needs at least {min_size}x{min_size}"
+            f"image of {shape} with crop_border={crop_border} leaves {height}x{width} pixels; "
+            f"this metric needs at least {min_size}x{min_size}"
         )
-    if not is_numpy:
-        wide = torch.float64 in (p.dtype, t.dtype)
-        p, t = _tensor_levels(p), _tensor_levels(t)  # integer levels: exact in any dtype
-        dtype = torch.float64 if wide else torch.float32
-        p, t = p.to(dtype), t.to(dtype)
-    if y_channel:
-        if p.shape[1] not in (1, 3):
-            raise ValueError(f"y_channel needs 1 or 3 channels, got {p.shape[1]}")
-        p, t = _y_from_levels(p), _y_from_levels(t)
-    return p, t, is_numpy
+    return p, t, dtype, is_numpy
 
 
 def _crop(x: Tensor, crop_border: int) -> Tensor:
@@ -199,7 +182,48 @@ def _crop(x: Tensor, crop_border: int) -> Tensor:
     return x[..., crop_border:-crop_border, crop_border:-crop_border]
 
 
-def _finish(values: Tensor, is_numpy: bool):
+def _levels(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """A float [0, 1] or uint8 tensor -> levels 0..255 in ``dtype``. Floats are rounded in
+    their own dtype (float16/bfloat16 widened to float32 first), as an image writer would."""
+    if x.dtype == torch.uint8:
+        return x.to(dtype, memory_format=torch.contiguous_format)
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    # Integers: exact in any dtype. Contiguous NCHW whatever the input layout.
+    return (x * PEAK).round_().clamp_(0, PEAK).to(dtype, memory_format=torch.contiguous_format)
+
+
+def _chunk_size(x: Tensor) -> int:
+    """Images per chunk: on the CPU about one 512x512 RGB image, so each chunk's maps stay
+    in cache; on a GPU as many as keep the intermediate tensors moderate."""
+    budget = _CHUNK_ELEMENTS["cuda" if x.device.type == "cuda" else "cpu"]
+    return max(1, budget // (4 * x[0].numel()))
+
+
+def _score(p: Tensor, t: Tensor, dtype: torch.dtype, scores: dict) -> dict:
+    """Run ``scores`` (name -> (y_channel, fn(levels_p, levels_t))) chunk by chunk; each
+    chunk is converted to levels (and Y) once. Returns name -> float64 tensor of N values."""
+    if any(y for y, _ in scores.values()) and p.shape[1] not in (1, 3):
+        raise ValueError(f"the Y channel needs 1 or 3 channels, got {p.shape[1]}")
+    step = _chunk_size(p)
+    parts: dict = {name: [] for name in scores}
+    for start in range(0, p.shape[0], step):
+        lp, lt = _levels(p[start : start + step], dtype), _levels(t[start : start + step], dtype)
+        yp = yt = None
+        for name, (y_channel, fn) in scores.items():
+            if y_channel:
+                if yp is None:
+                    yp, yt = _y_from_levels(lp), _y_from_levels(lt)
+                parts[name].append(fn(yp, yt))
+            else:
+                parts[name].append(fn(lp, lt))
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+def _one_metric(pred, target, crop_border, y_channel, fn, min_size):
+    with torch.no_grad():
+        p, t, dtype, is_numpy = _check_pair(pred, target, crop_border, min_size)
+        values = _score(p, t, dtype, {"value": (y_channel, fn)})["value"]
     return float(values[0]) if is_numpy else values
 
 
@@ -212,9 +236,7 @@ def psnr(pred, target, crop_border: int = 0, y_channel: bool = False):
     numpy ``uint8`` image pair -> float; torch ``NxCxHxW`` pair -> float64 tensor of N values.
     Identical images give ``inf``.
     """
-    with torch.no_grad():
-        p, t, is_numpy = _prepare(pred, target, crop_border, y_channel)
-        return _finish(_psnr_levels(p, t), is_numpy)
+    return _one_metric(pred, target, crop_border, y_channel, _psnr_levels, 1)
 
 
 def _psnr_levels(p: Tensor, t: Tensor) -> Tensor:
@@ -232,9 +254,7 @@ def ssim(pred, target, crop_border: int = 0, y_channel: bool = False):
     numpy ``uint8`` image pair -> float; torch ``NxCxHxW`` pair -> float64 tensor of N values.
     The image must be at least 11x11 after cropping.
     """
-    with torch.no_grad():
-        p, t, is_numpy = _prepare(pred, target, crop_border, y_channel, min_size=SSIM_WINDOW)
-        return _finish(_ssim_levels(p, t), is_numpy)
+    return _one_metric(pred, target, crop_border, y_channel, _ssim_levels, SSIM_WINDOW)
 
 
 def gaussian_window(dtype: torch.dtype = torch.float64, device=None) -> Tensor:
@@ -283,16 +303,8 @@ def _filter_rows(x: Tensor) -> Tensor:
     return out
 
 
-def _ssim_levels(p: Tensor, t: Tensor) -> Tensor:
+def _ssim_levels(x: Tensor, y: Tensor) -> Tensor:
     """SSIM of level tensors ``NxCxHxW`` (compute dtype) -> float64 tensor of N values."""
-    n, channels, height, width = p.shape
-    per_image = 4 * channels * height * width
-    budget = _CHUNK_ELEMENTS["cuda" if p.device.type == "cuda" else "cpu"]
-    step = max(1, budget // per_image)
-    return torch.cat([_ssim_chunk(p[i : i + step], t[i : i + step]) for i in range(0, n, step)])
-
-
-def _ssim_chunk(x: Tensor, y: Tensor) -> Tensor:
     n, channels, height, width = x.shape
     dtype, device = x.dtype, x.device
     # SSIM's (co)variances do not change when x and y are shifted by the same amount. Shifting
@@ -300,13 +312,12 @@ def _ssim_chunk(x: Tensor, y: Tensor) -> Tensor:
     # exact in float32) and the sums small, which keeps float32 within ~1e-6 of float64 even
     # on smooth, bright images. The means get the offset back before the luminance term.
     offset = y.mean(dim=(2, 3), keepdim=True).round_()
-    x, y = x - offset, y - offset
     # The four maps to filter, laid out (H, map, N, C, W) so that the vertical pass is one
-    # matrix product per block of rows: mu_x, mu_y, E[x^2 + y^2], E[xy].
-    xs, ys = x.permute(2, 0, 1, 3), y.permute(2, 0, 1, 3)
+    # matrix product per block of rows: x, y, x^2 + y^2 and xy (of the shifted images).
     maps = torch.empty(height, 4, n, channels, width, dtype=dtype, device=device)
-    maps[:, 0] = xs
-    maps[:, 1] = ys
+    xs, ys = maps[:, 0], maps[:, 1]
+    torch.sub(x.permute(2, 0, 1, 3), offset.view(n, channels, 1), out=xs)
+    torch.sub(y.permute(2, 0, 1, 3), offset.view(n, channels, 1), out=ys)
     torch.mul(xs, xs, out=maps[:, 2]).addcmul_(ys, ys)
     torch.mul(xs, ys, out=maps[:, 3])
     vertical = _filter_rows(maps.view(height, -1))
@@ -336,7 +347,9 @@ def _ssim_map_sum(filtered: Tensor, offset: Tensor) -> Tensor:
     luminance = mu_x * mu_y
     numerator = luminance.mul_(2).add_(SSIM_C1).mul_(contrast)  # (2 mu_x mu_y + C1)(2 cov + C2)
     denominator = mu_x.square_().addcmul_(mu_y, mu_y).add_(SSIM_C1).mul_(variances)
-    return numerator.div_(denominator).sum(dim=(0, 3), dtype=torch.float64)
+    # Summed in the compute dtype (a float64 copy of the map would cost more than the rest),
+    # one block of columns at a time; the blocks are added up in float64.
+    return numerator.div_(denominator).sum(dim=(0, 3)).double()
 
 
 # --------------------------------------------------------------------------- accumulator
@@ -379,15 +392,12 @@ class ImageMetrics:
             raise TypeError(f"ImageMetrics.update expects torch tensors, got {type(pred).__name__}")
         if names is not None and len(names) != pred.shape[0]:
             raise ValueError(f"got {len(names)} names for a batch of {pred.shape[0]} images")
+        scores = {"psnr": (False, _psnr_levels), "ssim": (False, _ssim_levels)}
+        if self.y_channel_too:
+            scores.update(psnr_y=(True, _psnr_levels), ssim_y=(True, _ssim_levels))
         with torch.no_grad():
-            p, t, _ = _prepare(pred, target, self.crop_border, False, min_size=SSIM_WINDOW)
-            values = {"psnr": _psnr_levels(p, t), "ssim": _ssim_levels(p, t)}
-            if self.y_channel_too:
-                if p.shape[1] not in (1, 3):
-                    raise ValueError(f"psnr_y/ssim_y need 1 or 3 channels, got {p.shape[1]}")
-                py, ty = _y_from_levels(p), _y_from_levels(t)
-                values["psnr_y"] = _psnr_levels(py, ty)
-                values["ssim_y"] = _ssim_levels(py, ty)
+            p, t, dtype, _ = _check_pair(pred, target, self.crop_border, SSIM_WINDOW)
+            values = _score(p, t, dtype, scores)
         columns = {key: value.cpu().tolist() for key, value in values.items()}
         rows = []
         for i in range(pred.shape[0]):

@@ -3,6 +3,8 @@ feature network, checked against formulas computed here with numpy/scipy."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torchvision
 from safetensors.torch import save_file
 from scipy import linalg
 from torch import nn
+from torch.nn import functional as F
 
 from img2img import fid
 from img2img.errors import UserError
@@ -21,11 +24,17 @@ from img2img.metrics import FidKid, fid_kid
 def inception() -> FIDInceptionV3:
     torch.manual_seed(0)
     net = FIDInceptionV3()
-    # Non-trivial batch-norm statistics, so that loading them is visible.
+    # He-normal convolutions and near-identity batch norms keep the signal alive through
+    # the 94 layers (PyTorch's default init washes the input out: every image would get the
+    # same features); non-trivial statistics make loading them visible.
     for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.normal_(module.weight, 0, math.sqrt(2 / module.weight[0].numel()))
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
+            module.running_var.uniform_(0.8, 1.2)
+            module.weight.data.uniform_(0.8, 1.2)
+            module.bias.data.uniform_(-0.1, 0.1)
     return net
 
 
@@ -70,25 +79,28 @@ def test_blocks_match_torchvision_except_the_fid_pooling(inception):
         assert torch.allclose(inception.Mixed_6a(x), reference.Mixed_6a(x), atol=1e-5)
         x = torch.randn(1, 768, 9, 9)
         assert torch.allclose(inception.Mixed_7a(x), reference.Mixed_7a(x), atol=1e-5)
-        # A, C and the first E block average without the zero padding: only the pool
-        # branch (the last channels) differs, and only at the border.
-        for name, channels, pool_channels in (
-            ("Mixed_5b", 192, 32),
-            ("Mixed_6b", 768, 192),
-            ("Mixed_7b", 1280, 192),
+
+        # A, C and the first E block average without the zero padding; the last E block
+        # max-pools. Everything else in them is torchvision's.
+        def no_pad_avg(t):
+            return F.avg_pool2d(t, 3, stride=1, padding=1, count_include_pad=False)
+
+        def max_pool(t):
+            return F.max_pool2d(t, 3, stride=1, padding=1)
+
+        for name, channels, pool in (
+            ("Mixed_5b", 192, no_pad_avg),
+            ("Mixed_6b", 768, no_pad_avg),
+            ("Mixed_7b", 1280, no_pad_avg),
+            ("Mixed_7c", 2048, max_pool),
         ):
-            x = torch.rand(1, channels, 7, 7) + 0.5
+            x = torch.randn(1, channels, 7, 7)
             ours, theirs = getattr(inception, name)(x), getattr(reference, name)(x)
-            rest = ours.shape[1] - pool_channels
+            branch_pool = getattr(reference, name).branch_pool
+            rest = ours.shape[1] - branch_pool.conv.out_channels
             assert torch.allclose(ours[:, :rest], theirs[:, :rest], atol=1e-5)
-            inner = (slice(None), slice(rest, None), slice(1, -1), slice(1, -1))
-            assert torch.allclose(ours[inner], theirs[inner], atol=1e-5)
+            assert torch.allclose(ours[:, rest:], branch_pool(pool(x)), atol=1e-5)
             assert not torch.allclose(ours[:, rest:], theirs[:, rest:], atol=1e-3)
-        # The last E block max-pools its pool branch.
-        x = torch.randn(1, 2048, 5, 5)
-        ours, theirs = inception.Mixed_7c(x), reference.Mixed_7c(x)
-        assert torch.allclose(ours[:, :-192], theirs[:, :-192], atol=1e-5)
-        assert not torch.allclose(ours[:, -192:], theirs[:, -192:], atol=1e-3)
 
 
 def test_network_maps_images_to_2048_features_in_eval_mode(inception):
@@ -101,10 +113,35 @@ def test_network_maps_images_to_2048_features_in_eval_mode(inception):
         features = inception(images)
         assert features.shape == (2, 2048)
         assert torch.isfinite(features).all()
-        # Resized to 299 first: the input size hardly matters for a smooth image.
-        again = inception(torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear"))
-    assert torch.allclose(features, again, atol=1e-4)
+        # The features depend on the image (the random network is not degenerate).
+        assert (features[0] - features[1]).norm() > 0.01 * features[0].norm()
+        # Any size is resized to 299 first: a 299x299 input is used as it is.
+        resized = torch.nn.functional.interpolate(images, size=(299, 299), mode="bilinear")
+        assert torch.allclose(inception(resized), features, rtol=0, atol=1e-5)
     assert inception.num_features == 2048
+
+
+def test_input_convention_is_pytorch_fids(inception):
+    # pytorch-fid: bilinear resize to 299 (align_corners=False, no antialias), then 2x - 1.
+    torch.manual_seed(3)
+    images = torch.rand(2, 3, 40, 56)
+    x = torch.nn.functional.interpolate(
+        images, size=(299, 299), mode="bilinear", align_corners=False
+    )
+    x = 2 * x - 1
+    with torch.no_grad():
+        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"):
+            x = getattr(inception, name)(x)
+        x = torch.nn.functional.max_pool2d(x, 3, stride=2)
+        x = inception.Conv2d_4a_3x3(inception.Conv2d_3b_1x1(x))
+        x = torch.nn.functional.max_pool2d(x, 3, stride=2)
+        assert x.shape[-2:] == (35, 35)
+        for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
+            x = getattr(inception, "Mixed_" + name)(x)
+        assert x.shape[1:] == (2048, 8, 8)
+        expected = x.mean(dim=(2, 3))
+        scale = expected.abs().max()
+        assert torch.allclose(inception(images), expected, rtol=0, atol=1e-5 * scale)
 
 
 # ----------------------------------------------------------------- weights
