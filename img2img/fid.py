@@ -319,7 +319,8 @@ def load_fid_inception(
         raise UserError(f"FID weights file {path} does not exist. {_missing_weights_message()}")
     state = _read_state_dict(path)
 
-    net = FIDInceptionV3()
+    with torch.device("meta"):  # no random init: every tensor comes from the file
+        net = FIDInceptionV3()
     expected = net.state_dict()
 
     def required(key: str) -> bool:
@@ -344,8 +345,10 @@ def load_fid_inception(
     ]
     if wrong:
         raise UserError(f"FID weights {path} have tensors of the wrong shape: {_list(wrong, 3)}")
-    full = {k: state.get(k, v) for k, v in expected.items()}
-    net.load_state_dict(full)
-    if device is not None:
-        net.to(device)
-    return net
+    full = {
+        k: state[k].to(v.dtype) if k in state else torch.zeros((), dtype=v.dtype)
+        for k, v in expected.items()
+    }
+    net.load_state_dict(full, assign=True)
+    net.requires_grad_(False)
+    return net.to(device) if device is not None else net
