@@ -49,10 +49,18 @@ class ImagePool:
             slots = torch.randint(0, self.size, (rest,), generator=self.generator)
             which = torch.nonzero(swap).flatten()
             if which.numel():
+                slot_idx = slots[which]
+                # A write with repeated indices is not deterministic: keep only the last
+                # image that drew each slot.
+                order = torch.arange(slot_idx.numel())
+                last = torch.full((self.size,), -1, dtype=order.dtype)
+                last.scatter_reduce_(0, slot_idx, order, reduce="amax")
+                writes = last[slot_idx] == order
                 batch_idx = (which + take).to(images.device)
-                slot_idx = slots[which].to(images.device)
-                out[batch_idx] = self.images[slot_idx].to(out.dtype)
-                self.images[slot_idx] = images[batch_idx].to(self.images.dtype)
+                slot_dev = slot_idx.to(images.device)
+                out[batch_idx] = self.images[slot_dev].to(out.dtype)
+                write_dev = writes.to(images.device)
+                self.images[slot_dev[write_dev]] = images[batch_idx[write_dev]].to(self.images.dtype)
         return out
 
     def state_dict(self) -> dict[str, torch.Tensor]:

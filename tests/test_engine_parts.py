@@ -124,3 +124,18 @@ def test_scheduler_steps_the_optimizer_lr():
     expected = 1e-7 + 0.5 * (2e-4 - 1e-7) * (1 + math.cos(math.pi * 5 / 10))
     assert lrs[5] == pytest.approx(expected)
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_pool_is_deterministic_when_two_images_draw_one_slot():
+    results = []
+    for _ in range(3):
+        pool = ImagePool(1, seed=4)  # one slot: every swap of a batch draws it
+        pool.query(torch.zeros(1, 1, 2, 2))
+        batch = torch.arange(1.0, 65.0).view(64, 1, 1, 1).expand(64, 1, 2, 2).contiguous()
+        out = pool.query(batch)
+        results.append((out.clone(), pool.images.clone()))
+    for out, stored in results[1:]:
+        assert torch.equal(out, results[0][0]) and torch.equal(stored, results[0][1])
+    swapped = (results[0][0] == 0).all(dim=(1, 2, 3))
+    last = int(torch.nonzero(swapped).max()) + 1  # values are 1-based
+    assert float(results[0][1].flatten()[0]) == last  # the last image that drew the slot is kept
