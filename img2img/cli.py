@@ -127,10 +127,17 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler="img2img.data.sample:cli_sample")
 
     pr = dsub.add_parser("prepare", help="download (or take) and lay out a standard data set")
-    pr.add_argument("name", help="data set name, e.g. facades, horse2zebra, DIV2K, Set5")
+    pr.add_argument(
+        "name", nargs="?", help="data set name, e.g. facades, horse2zebra, DIV2K, Set5"
+    )
     pr.add_argument("--out", default="datasets", help="folder that receives NAME/")
     pr.add_argument("--archive", help="an already-downloaded archive to use instead")
     pr.add_argument("--list", action="store_true", help="list the known data sets")
+    pr.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="accept an archive whose checksum does not match (or has none on record)",
+    )
     pr.set_defaults(handler="img2img.data.prepare:cli_prepare")
 
     c = dsub.add_parser("check", help="scan the data of a config and report unreadable files")

@@ -11,7 +11,7 @@ Steps, each safe to interrupt and re-run:
    the archive files by name);
 2. verify its size and checksum (sha256 or md5, see :data:`REGISTRY`); a mismatch is a
    DataError and nothing is extracted (a bad download is deleted, a given archive is left
-   alone). Checksums can be skipped with the environment variable ``IMG2IMG_NO_VERIFY=1``
+   alone). Checksums can be skipped with ``img2img data prepare NAME --no-verify``
    (the computed sha256 is printed instead);
 3. extract into a temporary folder ``DIR/.tmp-NAME-PID``, refusing the whole archive if
    any member is an absolute path, climbs out with ``..``, or is a link or device;
@@ -298,13 +298,13 @@ def verify_archive(path: Path, archive: Archive) -> dict[str, str]:
         if expected and hashes[kind] != expected.lower():
             raise DataError(
                 f"{path}: {kind} is {hashes[kind]}, expected {expected} for {archive.url}; "
-                "the file is corrupt or a different version (IMG2IMG_NO_VERIFY=1 skips this "
+                "the file is corrupt or a different version (--no-verify skips this "
                 "check if you trust the file)"
             )
     if not (archive.sha256 or archive.md5):
         raise DataError(
             f"{path}: no published checksum is known for {archive.url} (sha256 of this file: "
-            f"{hashes['sha256']}); set IMG2IMG_NO_VERIFY=1 to use it unverified"
+            f"{hashes['sha256']}); pass --no-verify to use it unverified"
         )
     return hashes
 
@@ -525,12 +525,10 @@ def list_datasets() -> str:
 
 
 def cli_prepare(args: Any) -> int:
-    # The parser declares NAME as required, so "--list" comes with some name; "list"
-    # itself also lists.
     if args.list or not args.name or args.name.lower() == "list":
         print(list_datasets())
         return 0
-    verify = not (getattr(args, "no_verify", False) or os.environ.get("IMG2IMG_NO_VERIFY") == "1")
+    verify = not args.no_verify
     spec = find_spec(args.name)
     target = prepare(spec, args.out, args.archive, verify=verify)
     counts = {}
