@@ -13,3 +13,15 @@ os.environ.setdefault("TORCH_HOME", str(Path(__file__).resolve().parent / ".torc
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+
+
+import pytest  # noqa: E402
+
+from tests.tiny import make_task_data  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def task_data(tmp_path_factory):
+    """{task: data root} with tiny data sets for the four tasks (built once per session)."""
+    base = tmp_path_factory.mktemp("task_data")
+    return {task: make_task_data(base / task, task) for task in ("pix2pix", "colorization", "cyclegan", "srgan")}

@@ -54,3 +54,21 @@ def build_discriminators(config: Config) -> dict[str, nn.Module]:
 def build_networks(config: Config) -> dict[str, nn.Module]:
     """All named networks of a config's task: generators first, then discriminators."""
     return {**build_generators(config), **build_discriminators(config)}
+
+
+# Explicit registry; each task module is imported only when its task is built, so one
+# broken task module cannot break the others.
+TASKS = {
+    "pix2pix": ("img2img.tasks.pix2pix", "Pix2PixTask"),
+    "cyclegan": ("img2img.tasks.cyclegan", "CycleGANTask"),
+    "srgan": ("img2img.tasks.srgan", "SRGANTask"),
+    "colorization": ("img2img.tasks.colorization", "ColorizationTask"),
+}
+
+
+def build_task(config: Config):
+    """The :class:`~img2img.tasks.base.Task` object of ``config.task``."""
+    import importlib
+
+    module_name, class_name = TASKS[config.task]
+    return getattr(importlib.import_module(module_name), class_name)(config)

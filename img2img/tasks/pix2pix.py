@@ -1,0 +1,50 @@
+"""pix2pix (Isola et al. 2017): a conditional GAN from A to B with an L1 term.
+
+G maps A to B; the conditional discriminator D sees (A, B) stacked on the channel axis.
+Objective: ``gan_weight * GAN(D(A, G(A)))  +  pixel_weight * L1(G(A), B)`` (the recipe:
+vanilla GAN, 100 x L1), and optionally a perceptual term. The discriminator loss is halved
+(``loss.d_loss_scale``). As in the reference, D is updated before G at every step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from img2img.tasks.base import Batch, Nets, Pool, Task, as_rgb, run_padded, to_unit
+
+
+class Pix2PixTask(Task):
+    name = "pix2pix"
+    d_first = True
+
+    def forward(self, G: Nets, batch: Batch) -> Batch:
+        return {"fake_B": G["G"](batch["A"])}
+
+    def discriminator_loss(self, D: Nets, batch: Batch, out: Batch, pool: Pool) -> dict:
+        real = torch.cat([batch["A"], batch["B"]], dim=1)
+        fake = torch.cat([batch["A"], out["fake_B"]], dim=1)
+        return self.d_terms(D["D"], real, fake, "D")
+
+    def generator_loss(self, D: Nets, batch: Batch, out: Batch) -> dict:
+        loss = self.config.loss
+        fake_B, real_B = out["fake_B"], batch["B"]
+        terms = {}
+        if "D" in D and loss.gan_weight > 0:
+            terms["G_GAN"] = self.g_gan_term(D["D"], torch.cat([batch["A"], fake_B], dim=1))
+        if loss.pixel_weight > 0:
+            terms[f"G_{loss.pixel.upper()}"] = loss.pixel_weight * self.pixel(fake_B, real_B)
+        if self.perceptual is not None:
+            terms["G_perceptual"] = loss.perceptual_weight * self.perceptual(
+                as_rgb(fake_B), as_rgb(real_B)
+            )
+        return terms
+
+    def visuals(self, batch: Batch, out: Batch) -> list[torch.Tensor]:
+        return [as_rgb(batch["A"]), as_rgb(out["fake_B"]), as_rgb(batch["B"])]
+
+    def evaluate_batch(self, G: Nets, batch: Batch) -> dict[str, torch.Tensor]:
+        A, B = batch["A"], batch["B"]
+        result = {"pred": to_unit(as_rgb(run_padded(G["G"], A))), "target": to_unit(as_rgb(B))}
+        if A.shape[1] == B.shape[1] and A.shape[-2:] == B.shape[-2:]:
+            result["baseline"] = to_unit(as_rgb(A))  # the identity
+        return result

@@ -1,0 +1,331 @@
+"""The training engine on tiny networks: every task, checkpoints, resume, signals, NaN."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from img2img.config import load_config, save_config
+from img2img.errors import ConfigError, NonFiniteLossError, UserError
+from img2img.model_io import load_model
+from img2img.trainer import Trainer, list_checkpoints
+from tests.tiny import tiny_overrides
+
+TASKS = ["pix2pix", "colorization", "cyclegan", "srgan"]
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def make_trainer(task, data, out, *extra, resume=None):
+    return Trainer(load_config(None, tiny_overrides(task, data, out, *extra)), resume=resume)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_task_trains_saves_and_exports(task, task_data, tmp_path):
+    run = tmp_path / "run"
+    trainer = make_trainer(task, task_data[task], run, "train.save_every=2", "log.images_every=2")
+    before = {n: {k: v.clone() for k, v in g.state_dict().items()} for n, g in trainer.G.items()}
+    summary = trainer.fit()
+
+    assert summary["step"] == 3
+    rows = [r for r in read_metrics(run) if any(k.startswith("loss/") for k in r)]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for row in rows:
+        losses = {k: v for k, v in row.items() if k.startswith("loss/")}
+        assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses.values()), row
+        assert row["images_per_s"] > 0 and row["lr/G"] > 0
+    # Both sides really trained.
+    g_terms = {k for r in rows for k in r if k.startswith("loss/G") or "cycle" in k}
+    assert g_terms
+    if trainer.D:
+        assert any(k.startswith("loss/D") for r in rows for k in r)
+    for name, g in trainer.G.items():
+        changed = [not torch.equal(before[name][k], v) for k, v in g.state_dict().items() if v.dtype.is_floating_point]
+        assert any(changed), f"{name} did not change"
+
+    assert [p.name for p in list_checkpoints(run)] == ["step-000002", "step-000003"]
+    assert (run / "samples" / "step-000002.png").is_file()
+    assert (run / "config.yaml").is_file()
+    config, generators = load_model(run / "model")
+    assert config.task == task
+    assert sorted(generators) == sorted(trainer.G)
+    for name, g in generators.items():
+        for key, value in g.state_dict().items():
+            assert torch.equal(value, trainer.G[name].state_dict()[key].cpu()), key
+
+
+def test_validation_metrics_and_best_model(task_data, tmp_path):
+    run = tmp_path / "run"
+    trainer = make_trainer("srgan", task_data["srgan"], run, "eval.every=2", "train.max_steps=4")
+    trainer.fit()
+    evals = [r for r in read_metrics(run) if "eval/psnr" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    for row in evals:
+        assert {"eval/psnr", "eval/ssim", "eval/psnr_y", "eval/ssim_y", "eval_baseline/psnr_y"} <= set(row)
+        assert 0 < row["eval/ssim"] <= 1
+    assert trainer.best["step"] in (2, 4)
+    assert (run / "model_best" / "model.safetensors").is_file()
+
+
+def test_cli_train_runs_and_rejects_existing_run(task_data, tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=1"))
+    save_config(cfg, tmp_path / "c.yaml")
+    cmd = [sys.executable, "-m", "img2img", "train", str(tmp_path / "c.yaml")]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2
+    assert "already holds checkpoints" in again.stderr and "--resume auto" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="data.root is not set"):
+        Trainer(load_config(None, ["device=cpu"]))
+    cfg = load_config(None, tiny_overrides("pix2pix", tmp_path / "nowhere", tmp_path / "run"))
+    with pytest.raises(UserError, match="nowhere"):
+        Trainer(cfg)
+
+
+# --------------------------------------------------------------------------- exact resume
+
+
+def _train_cmd(cfg_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "img2img", "train", str(cfg_path), *extra]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "model" / "model.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "task, extra",
+    [
+        ("pix2pix", ["data.num_workers=1"]),  # dropout + batch norm + workers
+        ("cyclegan", ["train.ema=0.9"]),  # image pools + EMA
+    ],
+)
+def test_resume_after_sigkill_is_bit_identical(task, extra, task_data, tmp_path):
+    steps = ["train.max_steps=16", "train.save_every=4", "train.batch_size=2"]
+    ref_run, killed_run = tmp_path / "ref", tmp_path / "killed"
+    ref_cfg = load_config(None, tiny_overrides(task, task_data[task], ref_run, *steps, *extra))
+    kill_cfg = load_config(None, tiny_overrides(task, task_data[task], killed_run, *steps, *extra))
+    save_config(ref_cfg, tmp_path / "ref.yaml")
+    save_config(kill_cfg, tmp_path / "kill.yaml")
+
+    proc = subprocess.Popen(_train_cmd(tmp_path / "kill.yaml"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (killed_run / "checkpoints" / "step-000004").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed_run / "model").exists(), "the run finished before it was killed"
+    saved = list_checkpoints(killed_run)
+    assert saved and max(int(p.name[5:]) for p in saved) < 16
+
+    resumed = subprocess.run(_train_cmd(tmp_path / "kill.yaml", "--resume", "auto"), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    ref = subprocess.run(_train_cmd(tmp_path / "ref.yaml"), capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+
+    a, b = _weights(ref_run), _weights(killed_run)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    # The metrics log has one line per step, none duplicated by the killed run.
+    steps_logged = [r["step"] for r in read_metrics(killed_run) if "images_per_s" in r]
+    assert steps_logged == list(range(1, 17))
+
+
+def test_interrupted_save_leaves_previous_checkpoint_loadable(task_data, tmp_path):
+    run = tmp_path / "run"
+    make_trainer("pix2pix", task_data["pix2pix"], run, "train.save_every=2", "train.max_steps=2").fit()
+    # A crash in the middle of the next save leaves only a temporary folder behind.
+    partial = run / "checkpoints" / ".tmp-step-000004"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"\x00" * 10)
+    trainer = make_trainer("pix2pix", task_data["pix2pix"], run, "train.save_every=2", "train.max_steps=4", resume="auto")
+    summary = trainer.fit()
+    assert summary["step"] == 4
+    assert not partial.exists()
+    assert [p.name for p in list_checkpoints(run)] == ["step-000002", "step-000004"]
+
+
+def test_resume_rejects_a_folder_that_is_no_checkpoint(task_data, tmp_path):
+    trainer = make_trainer("pix2pix", task_data["pix2pix"], tmp_path / "run", resume=str(tmp_path))
+    with pytest.raises(UserError, match="not a checkpoint directory"):
+        trainer.fit()
+
+
+def test_keep_last_prunes_old_checkpoints(task_data, tmp_path):
+    run = tmp_path / "run"
+    make_trainer("pix2pix", task_data["pix2pix"], run, "train.save_every=1", "train.max_steps=5", "train.keep_last=2").fit()
+    assert [p.name for p in list_checkpoints(run)] == ["step-000004", "step-000005"]
+
+
+# --------------------------------------------------------------------------- signals and NaN
+
+
+def test_sigterm_saves_and_exits_zero(task_data, tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=100000"))
+    save_config(cfg, tmp_path / "c.yaml")
+    proc = subprocess.Popen(_train_cmd(tmp_path / "c.yaml"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    checkpoints = list_checkpoints(run)
+    assert len(checkpoints) == 1
+    state = json.loads((checkpoints[0] / "trainer_state.json").read_text())
+    assert state["step"] >= 2
+    assert "saving a checkpoint" in err.decode()
+
+
+def test_nonfinite_loss_stops_with_term_and_step(task_data, tmp_path):
+    run = tmp_path / "run"
+    # An absurd discriminator learning rate blows D up at its first update (end of step 1;
+    # CycleGAN updates G first), so G's adversarial term is not finite at step 2: a real inf.
+    extra = ("train.lr_d=1e38", "train.max_steps=6", "train.save_every=1", "train.fused_adam=false")
+    trainer = make_trainer("cyclegan", task_data["cyclegan"], run, *extra)
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert "loss G_A_GAN is" in message and "at step 2" in message
+    assert f"the last good checkpoint is {run / 'checkpoints' / 'step-000001'}" in message
+    assert [p.name for p in list_checkpoints(run)] == ["step-000001"]
+    load_model(run / "checkpoints" / "step-000001" / "model")  # still loadable
+
+
+def test_skip_nonfinite_counts_and_finishes(task_data, tmp_path):
+    run = tmp_path / "run"
+    extra = ("train.lr_d=1e38", "train.max_steps=5", "train.skip_nonfinite=true", "train.fused_adam=false")
+    summary = make_trainer("pix2pix", task_data["pix2pix"], run, *extra).fit()
+    assert summary["step"] == 5
+    assert summary["nonfinite_skipped"] >= 1
+    assert any(r.get("nonfinite_skipped", 0) >= 1 for r in read_metrics(run))
+    assert (run / "model" / "model.safetensors").is_file()
+
+
+# --------------------------------------------------------------------------- engine options
+
+
+def test_plateau_scheduler_reads_the_metric(task_data, tmp_path):
+    run = tmp_path / "run"
+    # A learning rate too small to change anything: the metric never improves, so every
+    # evaluation after the first counts as a bad epoch and (patience 0) halves the LR.
+    extra = ("train.scheduler=plateau", "train.plateau_patience=0", "train.lr_g=1e-20", "train.lr_d=1e-20",
+             "eval.every=1", "train.max_steps=3", "eval.metric=psnr_y", "loss.gan_weight=0")
+    make_trainer("srgan", task_data["srgan"], run, *extra).fit()
+    lrs = [r["lr/G"] for r in read_metrics(run) if "lr/G" in r]
+    assert lrs[0] == pytest.approx(1e-20)
+    assert lrs[-1] == pytest.approx(0.25e-20)
+
+
+def test_bf16_channels_last_and_accumulation_run(task_data, tmp_path):
+    run = tmp_path / "run"
+    summary = make_trainer(
+        "pix2pix", task_data["pix2pix"], run,
+        "mixed_precision=bf16", "train.channels_last=true", "train.grad_accum=2", "train.max_steps=2",
+    ).fit()
+    assert summary["step"] == 2
+    rows = [r for r in read_metrics(run) if "loss/D_real" in r]
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["loss/D_real"])) for r in rows)
+
+
+def test_fp16_on_cpu_is_refused(task_data, tmp_path):
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        make_trainer("pix2pix", task_data["pix2pix"], tmp_path / "r", "mixed_precision=fp16")
+
+
+def test_srgan_gan_stage_starts_from_psnr_stage(task_data, tmp_path):
+    stage1 = tmp_path / "psnr"
+    make_trainer("srgan", task_data["srgan"], stage1, "model.discriminator.name=none", "train.max_steps=2").fit()
+    stage2 = make_trainer(
+        "srgan", task_data["srgan"], tmp_path / "gan", f"model.init_from={stage1}",
+        "loss.perceptual_weight=1", "loss.perceptual_layers={conv2_2: 1.0}", "loss.vgg_weights=none",
+    )
+    _, g1 = load_model(stage1)
+    for key, value in g1["G"].state_dict().items():
+        assert torch.equal(value, stage2.G["G"].state_dict()[key].cpu())
+    assert "D" in stage2.D
+    stage2.fit()
+    rows = [r for r in read_metrics(tmp_path / "gan") if "loss/G_perceptual" in r]
+    assert rows and all(r["loss/G_perceptual"] > 0 for r in rows)
+
+
+def test_wandb_offline_run_is_written(task_data, tmp_path):
+    run = tmp_path / "run"
+    make_trainer("pix2pix", task_data["pix2pix"], run, "log.wandb=offline", "log.images_every=1", "train.max_steps=2").fit()
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1
+    assert list(offline[0].glob("*.wandb")), "no W&B run file"
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+DRIVER = r"""
+import json, os, sys
+import torch
+from img2img.config import load_config
+from img2img.trainer import Trainer
+cfg = load_config(sys.argv[1])
+trainer = Trainer(cfg)
+seen = []
+dataset_cls = type(trainer.train_set)
+original = dataset_cls.__getitem__
+def recording(self, key):
+    if self is trainer.train_set:
+        seen.append(key[0] if isinstance(key, tuple) else key)
+    return original(self, key)
+dataset_cls.__getitem__ = recording
+trainer.fit()
+rank = trainer.rank
+out = os.path.join(cfg.output_dir, f"rank{rank}")
+torch.save({k: v.cpu() for k, v in trainer.G["G"].state_dict().items()}, out + ".pt")
+with open(out + ".json", "w") as f:
+    json.dump({"seen": seen, "world": trainer.world_size}, f)
+"""
+
+
+def test_two_process_torchrun_on_cpu(task_data, tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=3", "train.batch_size=1",
+                                           "eval.every=3"))
+    save_config(cfg, tmp_path / "c.yaml")
+    (tmp_path / "driver.py").write_text(DRIVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(tmp_path / "driver.py"), str(tmp_path / "c.yaml")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    info = [json.loads((run / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(i["world"] == 2 for i in info)
+    seen0, seen1 = info[0]["seen"], info[1]["seen"]
+    assert len(seen0) == len(seen1) == 3
+    assert set(seen0).isdisjoint(seen1), (seen0, seen1)  # 6 images, 3 steps x 2 ranks: one epoch
+    w0, w1 = (torch.load(run / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for key in w0:
+        assert torch.equal(w0[key], w1[key]), key
+    evals = [r for r in read_metrics(run) if "eval/psnr" in r]
+    assert len(evals) == 1  # evaluated once, sharded, logged by the main process

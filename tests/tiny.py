@@ -1,0 +1,69 @@
+"""Tiny data sets and configs for engine tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth colour image (uint8 HxWx3): a few random gradients and blobs."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        a, b, phase = rng.uniform(-0.2, 0.2, 3)
+        img[..., c] = 0.5 + 0.3 * np.sin(a * yy + b * xx + phase * 10)
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        img[..., c] += 0.2 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (0.1 * h * w))
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def make_task_data(root: Path, task: str, n_train: int = 6, n_val: int = 2, size: int = 40) -> Path:
+    """A tiny data set in the layout the task reads."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            img = smooth_image(rng, size, size)
+            if task == "pix2pix":
+                a = 255 - img  # B is a fixed function of A
+                save_png(root / split / f"{i:03d}.png", np.concatenate([a, img], axis=1))
+            elif task == "cyclegan":
+                save_png(root / f"{split}A" / f"{i:03d}.png", img)
+                save_png(root / f"{split}B" / f"{i:03d}.png", img[..., ::-1].copy())
+            else:
+                save_png(root / split / f"{i:03d}.png", img)
+    return root
+
+
+TINY = {
+    "common": [
+        "train.batch_size=2", "train.max_steps=3", "train.save_every=100", "data.num_workers=0",
+        "log.every=1", "log.images_every=0", "log.progress=false", "device=cpu", "seed=1",
+        "model.generator.ngf=8", "model.discriminator.ndf=8", "model.discriminator.n_layers=2",
+    ],
+    "pix2pix": ["task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=3",
+                "data.preprocess=resize_and_crop", "data.load_size=36", "data.crop_size=32"],
+    "colorization": ["task=colorization", "model.generator.name=unet", "model.generator.num_downs=3",
+                     "data.preprocess=resize_and_crop", "data.load_size=36", "data.crop_size=32"],
+    "cyclegan": ["task=cyclegan", "model.generator.name=resnet", "model.generator.n_blocks=1",
+                 "model.generator.norm=instance", "model.discriminator.norm=instance",
+                 "loss.gan_mode=lsgan", "loss.pool_size=3", "eval.metric=fid",
+                 "data.preprocess=resize_and_crop", "data.load_size=36", "data.crop_size=32"],
+    "srgan": ["task=srgan", "model.generator.name=srresnet", "model.generator.n_blocks=1",
+              "data.scale=2", "data.gt_size=32", "loss.pixel_weight=1", "loss.gan_weight=0.01",
+              "eval.metric=psnr_y"],
+}
+
+
+def tiny_overrides(task: str, data_root: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [*TINY["common"], *TINY[task], f"data.root={data_root}", f"output_dir={output_dir}", *extra]
+
+
