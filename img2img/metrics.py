@@ -30,7 +30,7 @@ SSIM's Gaussian filter is separable, and each 1-D pass runs as a matrix product 
 banded (Toeplitz) matrix of the 11 Gaussian taps over blocks of rows or columns. It gives
 the same numbers as two 1-D convolutions (to rounding), and on the CPU it is several times
 faster than ``conv2d(groups=channels)``, whose depthwise kernels are slow there, and above
-all in float64. Images are processed a few at a time so the five filtered maps stay in cache.
+all in float64. Images are processed a few at a time so the four filtered maps stay in cache.
 
 FID and KID (:func:`fid_kid`, :class:`FidKid`) use torchmetrics' ``FrechetInceptionDistance``
 and ``KernelInceptionDistance`` on features of a pluggable network; the standard one is
@@ -56,9 +56,9 @@ Y_WEIGHTS = (65.481, 128.553, 24.966)
 Y_OFFSET = 16.0
 
 _PAD = SSIM_WINDOW // 2
-_ROW_BLOCK = 32  # output rows per block in the vertical pass
-_COL_BLOCK = 64  # output columns per block in the horizontal pass
-_CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}  # elements of the maps to filter
+_ROW_BLOCK = 8  # output rows per block in the vertical pass
+_COL_BLOCK = 24  # output columns per block in the horizontal pass
+_CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}  # elements of the maps to filter
 
 
 # --------------------------------------------------------------------------- colour
@@ -290,7 +290,7 @@ def _filter_rows(x: Tensor) -> Tensor:
     blocks = out_rows // _ROW_BLOCK
     band = _band(_ROW_BLOCK, x.dtype, x.device)
     if blocks:
-        # Overlapping views: block k reads input rows [32k, 32k + 42).
+        # Overlapping views: block k reads input rows [8k, 8k + 18).
         windows = x.as_strided(
             (blocks, _ROW_BLOCK + 2 * _PAD, width), (_ROW_BLOCK * width, width, 1)
         )

@@ -78,9 +78,13 @@ def test_ssim_equals_skimage_mean_over_its_cropped_map():
     assert abs(ours - float(np.mean(per_channel))) < 1e-12
 
 
-@pytest.mark.parametrize("shape", [(11, 11), (42, 74), (43, 75), (47, 150), (90, 31)])
+@pytest.mark.parametrize(
+    "shape", [(11, 11), (18, 34), (28, 58), (43, 75), (47, 150), (90, 31), (75, 43)]
+)
 def test_ssim_matches_skimage_across_block_boundaries(shape):
-    # Heights/widths around the 32-row and 64-column blocks of the banded filter.
+    # Valid maps of 1x1, 8x24 (one block each way), 18x48, 33x65, 37x140, 80x21, 65x33:
+    # exact multiples, remainders and sizes below one block of the 8-row and 24-column
+    # blocks of the banded filter.
     rng = np.random.default_rng(sum(shape))
     target = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     pred = np.clip(target.astype(int) + rng.integers(-40, 41, target.shape), 0, 255).astype(
