@@ -30,7 +30,8 @@ SSIM's Gaussian filter is separable, and each 1-D pass runs as a matrix product 
 banded (Toeplitz) matrix of the 11 Gaussian taps over blocks of rows or columns. It gives
 the same numbers as two 1-D convolutions (to rounding), and on the CPU it is several times
 faster than ``conv2d(groups=channels)``, whose depthwise kernels are slow there, and above
-all in float64. Images are processed a few at a time so the four filtered maps stay in cache.
+all in float64. On the CPU images are scored one at a time, so the four filtered maps
+stay in cache.
 
 FID and KID (:func:`fid_kid`, :class:`FidKid`) use torchmetrics' ``FrechetInceptionDistance``
 and ``KernelInceptionDistance`` on features of a pluggable network; the standard one is
@@ -58,7 +59,7 @@ Y_OFFSET = 16.0
 _PAD = SSIM_WINDOW // 2
 _ROW_BLOCK = 8  # output rows per block in the vertical pass
 _COL_BLOCK = 24  # output columns per block in the horizontal pass
-_CHUNK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}  # elements of the maps to filter
+_GPU_CHUNK_ELEMENTS = 1 << 26  # elements of the maps to filter per chunk on a GPU
 
 
 # --------------------------------------------------------------------------- colour
@@ -194,10 +195,13 @@ def _levels(x: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _chunk_size(x: Tensor) -> int:
-    """Images per chunk: on the CPU about one 512x512 RGB image, so each chunk's maps stay
-    in cache; on a GPU as many as keep the intermediate tensors moderate."""
-    budget = _CHUNK_ELEMENTS["cuda" if x.device.type == "cuda" else "cpu"]
-    return max(1, budget // (4 * x[0].numel()))
+    """Images per chunk. On the CPU one: its maps stay in cache, and every image goes through
+    the same kernels whatever its batch, so it scores bit for bit the same in any batch (a
+    distributed evaluation matches a single process exactly). On a GPU as many as keep the
+    intermediate tensors moderate (there the last float32 digits may depend on the batch)."""
+    if x.device.type == "cpu":
+        return 1
+    return max(1, _GPU_CHUNK_ELEMENTS // (4 * x[0].numel()))
 
 
 def _score(p: Tensor, t: Tensor, dtype: torch.dtype, scores: dict) -> dict:
@@ -347,9 +351,10 @@ def _ssim_map_sum(filtered: Tensor, offset: Tensor) -> Tensor:
     luminance = mu_x * mu_y
     numerator = luminance.mul_(2).add_(SSIM_C1).mul_(contrast)  # (2 mu_x mu_y + C1)(2 cov + C2)
     denominator = mu_x.square_().addcmul_(mu_y, mu_y).add_(SSIM_C1).mul_(variances)
-    # Summed in the compute dtype (a float64 copy of the map would cost more than the rest),
-    # one block of columns at a time; the blocks are added up in float64.
-    return numerator.div_(denominator).sum(dim=(0, 3)).double()
+    # Rows of at most 24 values are summed in the compute dtype (a float64 copy of the whole
+    # map would cost more than the rest), the row sums in float64. Neither order depends on
+    # the other images of the batch, so an image scores the same in any batch.
+    return numerator.div_(denominator).sum(dim=3).double().sum(dim=0)
 
 
 # --------------------------------------------------------------------------- accumulator
