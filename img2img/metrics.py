@@ -369,8 +369,10 @@ class ImageMetrics:
     For a distributed evaluation, every process calls ``state()``; the trainer gathers the
     states (e.g. ``accelerate.utils.gather_object``) and calls ``merge(states)`` on a fresh
     instance. Images are keyed by name: give each image a unique name (its relative path)
-    and the copies a padded distributed sampler adds are counted once, so the merged means
-    equal a single process's. Unnamed images are never treated as duplicates.
+    and the copies a padded distributed sampler adds are counted once. On the CPU an image
+    scores bit for bit the same in any batch and the means use ``math.fsum``, so the merged
+    means equal a single process's exactly (on a GPU, to float32 rounding). Unnamed images
+    are never treated as duplicates.
     """
 
     KEYS = ("psnr", "ssim", "psnr_y", "ssim_y")
@@ -443,8 +445,8 @@ class ImageMetrics:
         }
 
     def merge(self, states: Iterable[dict]) -> ImageMetrics:
-        """Add the rows of gathered ``state()`` snapshots (including this process's own, if it is
-        among them, to a *fresh* instance); returns ``self``."""
+        """Add the rows of gathered ``state()`` snapshots to this instance and return it. Call
+        it on a fresh instance with every process's state (this process's included)."""
         for state in states:
             if state["crop_border"] != self.crop_border or (
                 self.y_channel_too and not state["y_channel_too"]
