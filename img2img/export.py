@@ -263,9 +263,6 @@ def cli_export(args: Any) -> int:
     config, generators = model_io.load_model(directory, "cpu")
     name, net = pick_generator(config, generators, args.direction)
     if args.format == "safetensors":
-        from img2img.inference import check_replaceable
-
-        check_replaceable(args.out)
         out = model_io.save_model(Path(args.out).expanduser(), config, generators)
         print(f"wrote {out} ({', '.join(generators)}; load it with img2img.load)")
         return 0

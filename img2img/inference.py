@@ -191,21 +191,6 @@ def _train_mode_copy(net: nn.Module) -> nn.Module:
     return net.train()
 
 
-def check_replaceable(directory: str | Path) -> None:
-    """Refuse to write a model directory over a file or a folder that is not an (empty or)
-    exported model directory: ``save_model`` replaces what is there as a whole."""
-    path = Path(directory).expanduser()
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise UserError(f"{path} exists and is a file; give a folder for the model directory")
-    if any(path.iterdir()) and not (path / model_io.CONFIG_FILE).is_file():
-        raise UserError(
-            f"{path} exists and is not an img2img model directory; refusing to replace it "
-            "(give a new or empty folder)"
-        )
-
-
 def check_tiling(tile: int, tile_overlap: int, batch_size: int) -> None:
     if tile < 0:
         raise UserError(f"tile: must be >= 0 (0: whole image), got {tile}")
@@ -324,7 +309,6 @@ class Translator:
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write an exported model directory (all generators; see :mod:`img2img.model_io`).
         An existing model directory there is replaced; any other existing path is refused."""
-        check_replaceable(directory)
         return model_io.save_model(directory, self.config, self.generators)
 
     # ---------------------------------------------------------------- translate
@@ -463,6 +447,19 @@ def pad_to_multiple(
     x = _pad_axis(x, top, ph - top, -2)
     x = _pad_axis(x, left, pw - left, -1)
     return x, (top, left)
+
+
+def forward_padded(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run a generator on an NCHW tensor of any size: pad to the network's
+    ``size_multiple`` (and ``min_size``) as :func:`pad_to_multiple` does, then crop the
+    output back to the input's size times the network's ``scale``."""
+    scale = getattr(net, "scale", 1)
+    h, w = x.shape[-2:]
+    padded, (top, left) = pad_to_multiple(
+        x, getattr(net, "size_multiple", 1), getattr(net, "min_size", 1)
+    )
+    y = net(padded)
+    return y[..., top * scale : (top + h) * scale, left * scale : (left + w) * scale]
 
 
 # --------------------------------------------------------------------------- tiles

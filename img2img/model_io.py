@@ -29,11 +29,28 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+def check_replaceable(directory: str | Path) -> None:
+    """Refuse to write a model directory over a file, or over a folder that is neither empty
+    nor an exported model directory: :func:`save_model` replaces what is there as a whole."""
+    path = Path(directory).expanduser()
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise UserError(f"{path} exists and is a file; give a folder for the model directory")
+    if any(path.iterdir()) and not (path / CONFIG_FILE).is_file():
+        raise UserError(
+            f"{path} exists and is not an img2img model directory; refusing to replace it "
+            "(give a new or empty folder)"
+        )
+
+
 def save_model(directory: str | Path, config: Config, generators: dict[str, nn.Module]) -> Path:
-    """Write the generators and the config to ``directory`` atomically (temp dir, rename)."""
+    """Write the generators and the config to ``directory`` atomically (temp dir, rename).
+    An existing model directory there is replaced; anything else there is refused."""
     from safetensors.torch import save_file
 
-    directory = Path(directory)
+    directory = Path(directory).expanduser()
+    check_replaceable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp")
     if tmp.exists():
