@@ -1,8 +1,9 @@
 """Generators: U-Net (pix2pix), ResNet (CycleGAN), SRResNet (SRGAN).
 
-Every generator is fully convolutional and carries four attributes the rest of img2img
+Every generator is fully convolutional and carries five attributes the rest of img2img
 reads: ``in_channels``, ``out_channels``, ``scale`` (output size / input size) and
-``size_multiple`` (input height and width must be multiples of it).
+``size_multiple`` (input height and width must be multiples of it), and ``min_size`` (the
+smallest input side it runs on).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class UNetGenerator(nn.Module):
             raise ConfigError(f"generator.num_downs: must be >= 1, got {num_downs}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.scale, self.size_multiple = 1, 2**num_downs
+        self.min_size = self.size_multiple  # the innermost level is 1x1
         widths = unet_widths(ngf, num_downs)
         last = num_downs - 1
 
@@ -164,6 +166,8 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.scale, self.size_multiple = 1, 4
+        # Reflection padding by 1 in the blocks needs at least 2x2 after two downsamplings.
+        self.min_size = 8
         bias = conv_bias(norm)
 
         def down(cin: int, cout: int) -> list[nn.Module]:
@@ -245,6 +249,7 @@ class SRResNet(nn.Module):
         check_sr_channels(in_channels, out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.scale, self.size_multiple = check_sr_scale(scale), 1
+        self.min_size = 1
 
         self.conv_first = nn.Conv2d(in_channels, ngf, 3, padding=1)
         self.body = nn.Sequential(*(ResidualBlockNoBN(ngf) for _ in range(n_blocks)))
@@ -302,6 +307,7 @@ class SRResNetBN(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.scale, self.size_multiple = check_sr_scale(scale), 1
+        self.min_size = 1
 
         self.head = nn.Sequential(nn.Conv2d(in_channels, ngf, 9, padding=4), nn.PReLU())
         self.body = nn.Sequential(

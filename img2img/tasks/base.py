@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from img2img.config import Config
@@ -115,17 +114,3 @@ class Task:
         """Predictions on whole validation images, in [0, 1] RGB: ``pred`` and ``target``
         (paired tasks) and ``baseline`` (the trivial answer a model must beat)."""
         raise NotImplementedError  # pragma: no cover - abstract
-
-
-def run_padded(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run a generator on an image of any size: reflect-pad H and W up to the network's
-    ``size_multiple``, then crop the output back (times its ``scale``)."""
-    multiple = getattr(net, "size_multiple", 1)
-    scale = getattr(net, "scale", 1)
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    y = net(x)
-    return y[..., : h * scale, : w * scale]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from img2img.data.color import lab_norm_to_rgb, rgb_to_lab_norm
-from img2img.tasks.base import Batch, Nets, as_rgb, run_padded, to_unit
+from img2img.inference import forward_padded
+from img2img.tasks.base import Batch, Nets, as_rgb, to_unit
 from img2img.tasks.pix2pix import Pix2PixTask
 
 
@@ -38,7 +39,7 @@ class ColorizationTask(Pix2PixTask):
 
     def evaluate_batch(self, G: Nets, batch: Batch) -> dict[str, torch.Tensor]:
         L = batch["A"]
-        ab = run_padded(G["G"], L).float()
+        ab = forward_padded(G["G"], L).float()
         return {
             "pred": to_unit(lab_norm_to_rgb(L.float(), ab)),
             "target": to_unit(batch["rgb"]),

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from img2img.tasks.base import Batch, Nets, Pool, Task, run_padded, to_unit
+from img2img.inference import forward_padded
+from img2img.tasks.base import Batch, Nets, Pool, Task, to_unit
 
 
 class CycleGANTask(Task):
@@ -63,7 +64,7 @@ class CycleGANTask(Task):
         """Unpaired: ``fake`` (G_A(A)) and ``real`` (B) feed FID/KID; the baseline is A itself."""
         A, B = batch["A"], batch["B"]
         return {
-            "fake": to_unit(run_padded(G["G_A"], A)),
+            "fake": to_unit(forward_padded(G["G_A"], A)),
             "real": to_unit(B),
             "baseline": to_unit(A),
         }

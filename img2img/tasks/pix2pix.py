@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from img2img.tasks.base import Batch, Nets, Pool, Task, as_rgb, run_padded, to_unit
+from img2img.inference import forward_padded
+from img2img.tasks.base import Batch, Nets, Pool, Task, as_rgb, to_unit
 
 
 class Pix2PixTask(Task):
@@ -44,7 +45,7 @@ class Pix2PixTask(Task):
 
     def evaluate_batch(self, G: Nets, batch: Batch) -> dict[str, torch.Tensor]:
         A, B = batch["A"], batch["B"]
-        result = {"pred": to_unit(as_rgb(run_padded(G["G"], A))), "target": to_unit(as_rgb(B))}
+        result = {"pred": to_unit(as_rgb(forward_padded(G["G"], A))), "target": to_unit(as_rgb(B))}
         if A.shape[1] == B.shape[1] and A.shape[-2:] == B.shape[-2:]:
             result["baseline"] = to_unit(as_rgb(A))  # the identity
         return result

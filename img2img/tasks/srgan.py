@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from img2img.data import imresize
-from img2img.tasks.base import Batch, Nets, Pool, Task, run_padded, to_unit
+from img2img.inference import forward_padded
+from img2img.tasks.base import Batch, Nets, Pool, Task, to_unit
 
 
 class SRGANTask(Task):
@@ -52,7 +53,7 @@ class SRGANTask(Task):
         scale = self.config.data.scale
         bicubic = imresize(to_unit(lr), scale=scale)
         return {
-            "pred": to_unit(run_padded(G["G"], lr)),
+            "pred": to_unit(forward_padded(G["G"], lr)),
             "target": to_unit(hr),
             "baseline": bicubic.clamp(0, 1),
         }
