@@ -577,18 +577,34 @@ class FidKid:
                 metric.update(features, real=is_real)
             self.counts["real" if is_real else "fake"] += features.shape[0]
 
+    def _total_counts(self) -> dict:
+        """Images seen by every process together (torchmetrics syncs the states, if distributed)."""
+        if self._fid is not None:
+            with self._fid.sync_context():
+                return {
+                    "real": int(self._fid.real_features_num_samples),
+                    "fake": int(self._fid.fake_features_num_samples),
+                }
+        with self._kid.sync_context():
+            return {
+                "real": sum(int(f.shape[0]) for f in self._kid.real_features),
+                "fake": sum(int(f.shape[0]) for f in self._kid.fake_features),
+            }
+
     def compute(self) -> dict:
-        """``{"fid", "kid", "kid_std", "kid_subset_size", "real", "fake"}`` (only what was enabled)."""
-        if min(self.counts.values()) < 2:
+        """``{"fid", "kid", "kid_std", "kid_subset_size", "real", "fake"}`` (only what was enabled),
+        over the images of every process."""
+        counts = self._total_counts()
+        if min(counts.values()) < 2:
             raise ValueError(
-                f"FID/KID need at least 2 real and 2 generated images, got {self.counts['real']} "
-                f"real and {self.counts['fake']} generated"
+                f"FID/KID need at least 2 real and 2 generated images, got {counts['real']} "
+                f"real and {counts['fake']} generated"
             )
-        result: dict = dict(self.counts)
+        result: dict = dict(counts)
         if self._fid is not None:
             result["fid"] = float(self._fid.compute())
         if self._kid is not None:
-            subset = min(self.kid_subset_size, self.counts["real"], self.counts["fake"])
+            subset = min(self.kid_subset_size, counts["real"], counts["fake"])
             self._kid.subset_size = subset
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)

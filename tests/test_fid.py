@@ -4,6 +4,8 @@ feature network, checked against formulas computed here with numpy/scipy."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -346,6 +348,81 @@ def test_streaming_equals_one_shot_and_kid_is_reproducible():
     stream.reset()
     with pytest.raises(ValueError, match="at least 2 real and 2 generated"):
         stream.compute()
+
+
+DISTRIBUTED_WORKER = """
+import sys
+import torch
+import torch.distributed as dist
+from torch import nn
+from img2img.metrics import FidKid
+
+
+class Flat(nn.Module):
+    num_features = 12
+
+    def forward(self, x):
+        return x.flatten(1)
+
+
+def shard_result(rank, init_file, features):
+    dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=2)
+    try:
+        metric = FidKid(Flat(), kid_subset_size=1000, kid_subsets=2, quantize=False)
+        for start in range(rank * 4, 30, 8):  # uneven shards: 16 and 14 images
+            metric.update(
+                real=features["real"][start : start + 4].view(-1, 3, 2, 2),
+                fake=features["fake"][start : start + 4].view(-1, 3, 2, 2),
+            )
+        return metric.compute()
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    features = torch.load(sys.argv[2], weights_only=True)
+    torch.save(shard_result(1, sys.argv[1], features), sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+def test_distributed_fid_kid_equal_a_single_process(tmp_path):
+    # Two gloo processes (this one is rank 0), each with part of the images: compute() on
+    # either sees all of them.
+    torch.manual_seed(12)
+    real = torch.rand(30, 12, dtype=torch.float64)
+    fake = torch.rand(30, 12, dtype=torch.float64) * 1.2 + 0.1
+    features = {"real": real, "fake": fake}
+    torch.save(features, tmp_path / "features.pt")
+    script = tmp_path / "worker.py"
+    script.write_text(DISTRIBUTED_WORKER)
+    init_file, out = str(tmp_path / "init"), str(tmp_path / "rank1.pt")
+    rank1 = subprocess.Popen(
+        [sys.executable, str(script), init_file, str(tmp_path / "features.pt"), out],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    namespace: dict = {}
+    exec(compile(DISTRIBUTED_WORKER, str(script), "exec"), namespace)
+    try:
+        rank0 = namespace["shard_result"](0, init_file, features)
+    finally:
+        output, _ = rank1.communicate(timeout=120)
+    assert rank1.returncode == 0, output
+    single = fid_kid(
+        real.view(-1, 3, 2, 2),
+        fake.view(-1, 3, 2, 2),
+        namespace["Flat"](),
+        kid_subsets=2,
+        quantize=False,
+    )
+    assert single["fid"] == pytest.approx(numpy_fid(real.numpy(), fake.numpy()), rel=1e-9)
+    for result in (rank0, torch.load(out, weights_only=True)):
+        assert (result["real"], result["fake"], result["kid_subset_size"]) == (30, 30, 30)
+        assert result["fid"] == pytest.approx(single["fid"], rel=1e-9)
+        assert result["kid"] == pytest.approx(single["kid"], rel=1e-9)
 
 
 def test_images_are_scored_at_uint8_levels():
