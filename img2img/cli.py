@@ -60,9 +60,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", help="also write the results as JSON to this file")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--tile", type=int, default=0, help="tile size for large images (0: off)")
-    p.add_argument("--fid-weights", help="local Inception (FID) weights file for FID/KID")
+    p.add_argument("--fid-weights", help="local FID Inception weights file (unpaired models)")
     p.set_defaults(handler="img2img.evaluate:cli_eval")
 
 

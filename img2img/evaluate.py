@@ -85,9 +85,11 @@ def evaluate(
             result = task.evaluate_batch(G, batch)
             name = str(sample.get("B_path", sample.get("A_path", i)))
             if "pred" in result:
-                model_metrics.update(result["pred"], result["target"], names=[name])
+                # float64 metrics: the numbers equal the numpy reference path to 1e-6
+                target = result["target"].double()
+                model_metrics.update(result["pred"].double(), target, names=[name])
                 if "baseline" in result:
-                    base_metrics.update(result["baseline"], result["target"], names=[name])
+                    base_metrics.update(result["baseline"].double(), target, names=[name])
             if fid is not None and "fake" in result:
                 fid["model"].update(real=result["real"], fake=result["fake"])
                 fid["baseline"].update(real=result["real"], fake=result["baseline"])
@@ -117,3 +119,127 @@ def evaluate(
     for which in ("model", "baseline"):
         out[which].pop("images", None)
     return out
+
+
+# --------------------------------------------------------------------------- img2img eval
+
+METRIC_ORDER = ("psnr", "ssim", "psnr_y", "ssim_y", "fid", "kid", "kid_std")
+
+
+def eval_config(config, data_dir: str, lr_dir: str | None = None):
+    """The model's config pointed at an evaluation folder: for paired tasks and SR the
+    folder itself holds the images (SR: the HR images); for unpaired data it holds ``A/``
+    and ``B/`` (or ``valA/``, ``valB/`` or ``testA/``, ``testB/``). Images are scored at
+    their own size (validation during training follows ``data.preprocess`` instead, as the
+    reference's test mode does)."""
+    import dataclasses
+    from pathlib import Path
+
+    split = "."
+    if config.task == "cyclegan":
+        root = Path(data_dir)
+        split = "" if (root / "A").is_dir() and (root / "B").is_dir() else "val"
+    data = dataclasses.replace(
+        config.data,
+        root=str(data_dir),
+        val_split=split,
+        preprocess="none",  # whole images at their own size; the model pads them
+        lr_root=lr_dir,
+        max_val_images=0,
+    )
+    return dataclasses.replace(config, data=data)
+
+
+def format_table(result: dict, per_image: bool = False) -> str:
+    model, base = result["model"], result["baseline"]
+    keys = [k for k in METRIC_ORDER if k in model]
+    lines = []
+    if per_image and result["per_image"]:
+        name_width = max(len("image"), *(len(r["name"]) for r in result["per_image"]))
+        head = ["image".ljust(name_width)] + [f"{k:>10}" for k in keys if k in result["per_image"][0]]
+        lines.append("  ".join(head))
+        for row in result["per_image"]:
+            cells = [row["name"].ljust(name_width)] + [
+                f"{row[k]:10.4f}" for k in keys if k in row
+            ]
+            lines.append("  ".join(cells))
+        lines.append("")
+    lines.append(f"{'mean over ' + str(result['images']) + ' images':28}" + "".join(f"{k:>10}" for k in keys))
+    lines.append(f"{'model':28}" + "".join(f"{model[k]:10.4f}" for k in keys))
+    if base:
+        lines.append(
+            f"{'baseline (' + result['baseline_name'] + ')':28}"
+            + "".join(f"{base[k]:10.4f}" if k in base else f"{'':>10}" for k in keys)
+        )
+    return "\n".join(lines)
+
+
+BASELINE_NAMES = {
+    "srgan": "bicubic",
+    "colorization": "grey",
+    "pix2pix": "identity",
+    "cyclegan": "identity",
+}
+
+
+def cli_eval(args) -> int:
+    import json
+    from pathlib import Path
+
+    from img2img.data import build_dataset
+    from img2img.errors import UserError
+    from img2img.inference import find_model, resolve_device
+    from img2img.model_io import load_model
+    from img2img.tasks import build_task
+
+    device = resolve_device(args.device)
+    model_dir = find_model(args.model)
+    config, generators = load_model(model_dir, device=str(device))
+    data_dir = Path(args.data).expanduser()
+    if not data_dir.is_dir():
+        raise UserError(f"--data: folder not found: {data_dir}")
+    if args.lr_dir and config.task != "srgan":
+        raise UserError("--lr-dir is for super-resolution models only")
+    config = eval_config(config, str(data_dir), args.lr_dir)
+    dataset = build_dataset(config, "val")
+    if dataset is None or len(dataset) == 0:
+        raise UserError(f"--data {data_dir}: no evaluation images found")
+    feature_net = None
+    if config.task == "cyclegan":
+        from img2img.fid import load_fid_inception
+
+        weights = args.fid_weights or config.eval.fid_weights
+        feature_net = load_fid_inception(weights, device=device)
+    crop_border = args.crop_border if args.crop_border is not None else default_crop_border(config)
+    result = evaluate(
+        build_task(config),
+        generators,
+        dataset,
+        device,
+        crop_border=crop_border,
+        feature_net=feature_net,
+        progress=True,
+    )
+    for row in result["per_image"]:
+        path = Path(row["name"])
+        if path.is_relative_to(data_dir):
+            row["name"] = path.relative_to(data_dir).as_posix()
+    result.update(
+        model_dir=str(model_dir),
+        data=str(data_dir),
+        task=config.task,
+        crop_border=crop_border,
+        baseline_name=BASELINE_NAMES[config.task],
+    )
+    if args.out:
+        out = Path(args.out).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(out)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{config.task} model {model_dir} on {data_dir} (crop_border {crop_border})")
+        print(format_table(result, args.per_image))
+    return 0

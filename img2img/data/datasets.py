@@ -296,7 +296,10 @@ def _unit_chw(image: np.ndarray) -> torch.Tensor:
     """HxWxC uint8/float array (any strides) -> CxHxW float32 tensor in [0, 1]."""
     if image.dtype != np.uint8:
         return torch.from_numpy(np.ascontiguousarray(to_float01(image))).permute(2, 0, 1)
-    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:  # e.g. np.asarray of a PIL image; torch wants writable memory
+        image = image.copy()
+    chw = torch.from_numpy(image).permute(2, 0, 1)
     return chw.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
 
 
