@@ -176,7 +176,7 @@ class Trainer:
 
     def _make_accelerator(self):
         from accelerate import Accelerator
-        from accelerate.utils import GradientAccumulationPlugin
+        from accelerate.utils import GradientAccumulationPlugin, ProjectConfiguration
 
         c = self.config
         log_with = []
@@ -194,7 +194,9 @@ class Trainer:
                 num_steps=c.train.grad_accum, sync_with_dataloader=False
             ),
             log_with=log_with or None,
-            project_dir=str(self.output_dir),
+            project_config=ProjectConfiguration(
+                project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "tensorboard")
+            ),
         )
         if accelerator.device.type == "cuda" and c.train.tf32:
             torch.backends.cuda.matmul.allow_tf32 = True

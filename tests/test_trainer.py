@@ -273,12 +273,17 @@ def test_srgan_gan_stage_starts_from_psnr_stage(task_data, tmp_path):
     assert rows and all(r["loss/G_perceptual"] > 0 for r in rows)
 
 
-def test_wandb_offline_run_is_written(task_data, tmp_path):
+def test_wandb_offline_and_tensorboard_runs_are_written(task_data, tmp_path):
     run = tmp_path / "run"
-    make_trainer("pix2pix", task_data["pix2pix"], run, "log.wandb=offline", "log.images_every=1", "train.max_steps=2").fit()
+    make_trainer(
+        "pix2pix", task_data["pix2pix"], run, "log.wandb=offline", "log.tensorboard=true",
+        "log.images_every=1", "train.max_steps=2",
+    ).fit()
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1
     assert list(offline[0].glob("*.wandb")), "no W&B run file"
+    events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
 
 
 # --------------------------------------------------------------------------- several processes
