@@ -20,6 +20,19 @@ import pytest  # noqa: E402
 from tests.tiny import make_task_data  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """In-process tests run torch on one thread: tiny networks gain nothing from a second,
+    and on a shared 2-core machine two OpenMP threads per process spin-wait for each other
+    and slow tests down several times over. Subprocesses keep torch's default."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def task_data(tmp_path_factory):
     """{task: data root} with tiny data sets for the four tasks (built once per session)."""

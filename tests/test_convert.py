@@ -18,16 +18,6 @@ from img2img.config import load_config
 from img2img.convert import export_reference_model, import_reference_weights
 from img2img.errors import UserError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks run as fast on one thread, and far faster when the cores are shared
-    (two OpenMP threads on a busy 2-core machine spin-wait for each other)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # --------------------------------------------------------------------------- reference layouts
 
 

@@ -18,14 +18,6 @@ from img2img.tasks import build_generators
 from tests.tiny import make_task_data, save_png, smooth_image
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_eval(*args):
     return subprocess.run(
         [sys.executable, "-m", "img2img", "eval", *map(str, args)],

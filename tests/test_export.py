@@ -17,16 +17,6 @@ from img2img.export import TOLERANCE, export_onnx
 from img2img.inference import load
 from img2img.tasks import build_generators
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks run as fast on one thread, and far faster when the cores are shared
-    (two OpenMP threads on a busy 2-core machine spin-wait for each other)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 TINY = {
     "unet": ["task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=3",
              "model.generator.ngf=8"],

@@ -22,16 +22,6 @@ from img2img.fid import FID_WEIGHTS_URL, FIDInceptionV3, load_fid_inception
 from img2img.metrics import FidKid, fid_kid
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a shared 2-core machine two
-    busy threads per process slow these tests down several times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def inception() -> FIDInceptionV3:
     torch.manual_seed(0)

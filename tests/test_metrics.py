@@ -16,17 +16,6 @@ from skimage.metrics import structural_similarity as sk_ssim
 
 from img2img.metrics import ImageMetrics, psnr, rgb_to_y, ssim
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors gain nothing from a second thread, and on a shared 2-core machine two
-    busy threads per process slow these tests down several times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SK_SSIM = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
 
 
