@@ -179,7 +179,6 @@ class EvalConfig:
         default="psnr", metadata=_choices("psnr", "ssim", "psnr_y", "ssim_y", "fid", "kid")
     )
     crop_border: int | None = field(default=None, metadata={"min": 0})
-    batch_size: int = field(default=1, metadata={"min": 1})
     fid_weights: str | None = None
 
 
