@@ -289,7 +289,9 @@ class Trainer:
         if t.compile:
             self.G_run = {n: torch.compile(m) for n, m in self.G_run.items()}
             self.D_run = {n: torch.compile(m) for n, m in self.D_run.items()}
-        self.D_frozen = dict(self.D)
+        # The G phase scores fakes with the plain discriminators (frozen: no DDP hooks);
+        # with train.compile they are compiled too, or that phase would run D eagerly.
+        self.D_frozen = {n: torch.compile(m) for n, m in self.D.items()} if t.compile else dict(self.D)
 
         from img2img.ema import EMA
 
@@ -435,17 +437,22 @@ class Trainer:
         names = list(terms)
         values = torch.stack([terms[n].float() for n in names])
         finite = torch.isfinite(values)
+        # The backward is queued before the host reads the flags: the phase's one host sync
+        # then waits on work already launched (on a GPU the backward runs meanwhile)
+        # instead of draining the queue before the backward is even issued. A non-finite
+        # loss still stops the run, or skips the step, before the optimizer steps; the
+        # gradients it made are thrown away.
+        acc.backward(values.sum())
         if self.world_size > 1:
             bad = acc.reduce((~finite).float(), reduction="sum")
             finite = bad == 0
         if not bool(finite.all()):
             bad_name = names[int((~finite).nonzero()[0])]
             bad_value = float(values[names.index(bad_name)].detach())
-            self._handle_nonfinite(bad_name, bad_value)
             for net in (*self.G.values(), *self.D.values()):
                 net.zero_grad(set_to_none=True)
+            self._handle_nonfinite(bad_name, bad_value)
             return False
-        acc.backward(values.sum())
         if acc.sync_gradients and self.config.train.max_grad_norm > 0:
             params = [p for net in nets.values() for p in net.parameters()]
             acc.clip_grad_norm_(params, self.config.train.max_grad_norm)
