@@ -192,6 +192,21 @@ def _resolve(handler: str) -> Callable[[argparse.Namespace], int | None]:
     return getattr(module, func_name)
 
 
+def _user_message(err: Exception) -> str:
+    """The user's one-line message. An error raised inside a DataLoader worker comes back
+    wrapped by PyTorch ("Caught DataError in DataLoader worker process 0. Original
+    Traceback ..."); its last line holds the message."""
+    message = str(err)
+    if message.startswith("Caught ") and "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        name = type(err).__name__
+        for prefix in (f"{type(err).__module__}.{name}: ", f"{name}: "):
+            if last.startswith(prefix):
+                return last[len(prefix):]
+        return last
+    return message
+
+
 def _report(message: str) -> None:
     from img2img.log import is_main_process
 
@@ -213,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.cfg = load_config(args.config, args.overrides)
         result = _resolve(args.handler)(args)
     except UserError as err:
-        _report(str(err))
+        _report(_user_message(err))
         return err.exit_code
     except KeyboardInterrupt:
         _report("interrupted")

@@ -90,7 +90,10 @@ def _report(kind: str, summary: dict) -> None:
     result = summary.get("eval")
     if result and result.get("model"):
         model, base = result["model"], result.get("baseline", {})
-        lines.append(f"  held-out images: {result['images']}")
+        images = result["images"]
+        if isinstance(images, dict):
+            images = f"{images['A']} (A), {images['B']} (B)"
+        lines.append(f"  held-out images: {images}")
         for key in ("psnr", "ssim", "psnr_y", "ssim_y", "fid", "kid"):
             if key in model:
                 b = base.get(key)

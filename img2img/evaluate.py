@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from img2img.errors import UserError
 from img2img.log import get_logger
 from img2img.metrics import ImageMetrics
 
@@ -41,6 +42,14 @@ def _collate_one(sample: dict) -> dict:
     return {k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else [v]) for k, v in sample.items()}
 
 
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
 @torch.inference_mode()
 def evaluate(
     task,
@@ -59,12 +68,17 @@ def evaluate(
     """Evaluate generators ``G`` (in eval mode) on ``dataset`` (whole images, one at a time).
 
     Returns ``{"model": {metric: mean}, "baseline": {metric: mean}, "per_image": [...],
-    "images": n}``. Unpaired tasks report ``fid``/``kid`` only when ``feature_net`` is given.
+    "images": n}``. Unpaired tasks report ``fid``/``kid`` (only when ``feature_net`` is
+    given) between the translations of every A image and every B image, each used once.
+    An image too small for SSIM after ``crop_border`` is a UserError on every process.
     """
+    from img2img.metrics import SSIM_WINDOW
+
+    unpaired = getattr(task, "unpaired", False)
     count = len(dataset) if not max_images else min(max_images, len(dataset))
-    indices = range(rank, count, world_size)
     model_metrics = ImageMetrics(crop_border=crop_border)
     base_metrics = ImageMetrics(crop_border=crop_border)
+    too_small: list[str] = []
     fid = None
     if feature_net is not None:
         from img2img.metrics import FidKid
@@ -73,32 +87,46 @@ def evaluate(
     was_training = {name: net.training for name, net in G.items()}
     for net in G.values():
         net.eval()
-    iterator = indices
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(indices, desc="eval", leave=False, dynamic_ncols=True)
     try:
-        for i in iterator:
+        for i in _progress(range(rank, count, world_size), progress, "eval"):
+            if unpaired:
+                image, name = dataset.domain_image("A", i)
+                result = task.evaluate_batch(G, task.prepare({"A": image[None]}, device))
+                if fid is not None:
+                    fid["model"].update(fake=result["fake"])
+                    fid["baseline"].update(fake=result["baseline"])
+                continue
             sample = dataset[i]
-            batch = task.prepare(_collate_one(sample), device)
-            result = task.evaluate_batch(G, batch)
+            result = task.evaluate_batch(G, task.prepare(_collate_one(sample), device))
             name = str(sample.get("B_path", sample.get("A_path", i)))
-            if "pred" in result:
-                # float64 metrics: the numbers equal the numpy reference path to 1e-6
-                target = result["target"].double()
-                model_metrics.update(result["pred"].double(), target, names=[name])
-                if "baseline" in result:
-                    base_metrics.update(result["baseline"].double(), target, names=[name])
-            if fid is not None and "fake" in result:
-                fid["model"].update(real=result["real"], fake=result["fake"])
-                fid["baseline"].update(real=result["real"], fake=result["baseline"])
+            h, w = result["target"].shape[-2:]
+            if min(h, w) - 2 * crop_border < SSIM_WINDOW:
+                too_small.append(f"{name} ({w}x{h})")
+                continue
+            # float64 metrics: the numbers equal the numpy reference path to 1e-6
+            target = result["target"].double()
+            model_metrics.update(result["pred"].double(), target, names=[name])
+            if "baseline" in result:
+                base_metrics.update(result["baseline"].double(), target, names=[name])
+        if unpaired and fid is not None:
+            for j in _progress(range(rank, len(dataset.paths_b), world_size), progress, "eval B"):
+                image, _ = dataset.domain_image("B", j)
+                real = ((image[None].to(device) + 1) / 2).clamp_(0, 1)
+                fid["model"].update(real=real)
+                fid["baseline"].update(real=real)
     finally:
         for name, net in G.items():
             net.train(was_training[name])
 
     out: dict[str, Any] = {"model": {}, "baseline": {}, "per_image": [], "images": count}
-    states = gather((model_metrics.state(), base_metrics.state()))
+    states = gather((model_metrics.state(), base_metrics.state(), too_small))
+    small = [entry for s in states for entry in s[2]]
+    if small:
+        raise UserError(
+            f"{len(small)} evaluation image(s) are smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} "
+            f"SSIM window after cutting crop_border={crop_border} from each edge: "
+            + ", ".join(small[:5]) + (" ..." if len(small) > 5 else "")
+        )
     model_all = ImageMetrics(crop_border=crop_border).merge(s[0] for s in states)
     base_all = ImageMetrics(crop_border=crop_border).merge(s[1] for s in states)
     if model_all.per_image():
@@ -116,6 +144,7 @@ def evaluate(
         for which in ("model", "baseline"):
             result = fid[which].compute()
             out[which].update({k: result[k] for k in ("fid", "kid", "kid_std") if k in result})
+        out["images"] = {"A": count, "B": len(dataset.paths_b)}
     for which in ("model", "baseline"):
         out[which].pop("images", None)
     return out
@@ -164,7 +193,9 @@ def format_table(result: dict, per_image: bool = False) -> str:
             ]
             lines.append("  ".join(cells))
         lines.append("")
-    lines.append(f"{'mean over ' + str(result['images']) + ' images':28}" + "".join(f"{k:>10}" for k in keys))
+    images = result["images"]
+    count = f"{images['A']} A / {images['B']} B" if isinstance(images, dict) else str(images)
+    lines.append(f"{'mean over ' + count + ' images':28}" + "".join(f"{k:>10}" for k in keys))
     lines.append(f"{'model':28}" + "".join(f"{model[k]:10.4f}" for k in keys))
     if base:
         lines.append(
@@ -187,7 +218,6 @@ def cli_eval(args) -> int:
     from pathlib import Path
 
     from img2img.data import build_dataset
-    from img2img.errors import UserError
     from img2img.inference import find_model, resolve_device
     from img2img.model_io import load_model
     from img2img.tasks import build_task

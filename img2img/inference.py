@@ -824,7 +824,7 @@ def collect_inputs(spec: str, out_dir: Path) -> tuple[list[PredictItem], Path | 
             raise UserError(f"no files match {spec}")
     else:
         raise UserError(f"input not found: {spec} is not a file, a folder or a glob pattern")
-    if input_dir is not None and out_resolved == input_dir.resolve():
+    if out_resolved == (input_dir or path.parent).resolve():
         raise UserError(
             f"--out {out_dir} is the input folder; choose another output folder "
             "(predict never writes into the folder it reads from)"

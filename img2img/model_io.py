@@ -80,6 +80,17 @@ def save_model(directory: str | Path, config: Config, generators: dict[str, nn.M
     return directory
 
 
+def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
+    """The ``checkpoints/step-NNNNNN`` folders of a run directory, oldest step first
+    (numerically: ``step-1000000`` comes after ``step-999999``). Temporary folders of an
+    unfinished save (``.tmp-step-*``) are not among them."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
 def resolve_model_dir(path: str | Path) -> Path:
     """An exported model directory, found from a model dir, a checkpoint dir or a run dir.
 
@@ -93,8 +104,7 @@ def resolve_model_dir(path: str | Path) -> Path:
         return path
     if (path / "model" / CONFIG_FILE).is_file():
         return path / "model"
-    checkpoints = sorted((path / "checkpoints").glob("step-*")) if path.is_dir() else []
-    for ckpt in reversed(checkpoints):
+    for ckpt in reversed(checkpoint_dirs(path)):
         if (ckpt / "model" / CONFIG_FILE).is_file():
             return ckpt / "model"
     raise UserError(

@@ -85,3 +85,29 @@ def test_unknown_subcommand_is_an_argparse_error(capsys):
         main(["frobnicate"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_errors_raised_in_dataloader_workers_keep_one_line(tmp_path):
+    """A corrupt image found by a worker mid-training: one message, no worker traceback."""
+    code = r'''
+import sys
+import torch
+from torch.utils.data import DataLoader, Dataset
+from img2img.cli import _user_message
+from img2img.errors import DataError
+
+class Bad(Dataset):
+    def __len__(self):
+        return 2
+    def __getitem__(self, i):
+        raise DataError("cannot read /data/x.png: truncated file")
+
+try:
+    next(iter(DataLoader(Bad(), num_workers=1)))
+except DataError as err:
+    assert "Original Traceback" in str(err)
+    print(_user_message(err))
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "cannot read /data/x.png: truncated file"

@@ -132,6 +132,42 @@ def test_unpaired_eval_needs_fid_weights(tmp_path):
     assert "FID Inception weights" in out.stderr and "--fid-weights" in out.stderr
 
 
+def test_unpaired_eval_scores_every_image_of_each_domain_once(tmp_path):
+    from img2img.fid import FIDInceptionV3
+
+    model_dir, *_ = make_model(
+        tmp_path, "task=cyclegan", "model.generator.name=resnet", "model.generator.n_blocks=1",
+        "model.generator.ngf=4", "eval.metric=fid",
+    )
+    torch.manual_seed(0)
+    torch.save(FIDInceptionV3().state_dict(), tmp_path / "fid.pth")
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        save_png(tmp_path / "data" / "A" / f"{i}.png", smooth_image(rng, 16, 16))
+    for i in range(2):
+        save_png(tmp_path / "data" / "B" / f"{i}.png", smooth_image(rng, 16, 16)[..., ::-1].copy())
+    out = run_eval(model_dir, "--data", tmp_path / "data", "--fid-weights", tmp_path / "fid.pth", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["images"] == {"A": 3, "B": 2}
+    for which in ("model", "baseline"):
+        assert result[which]["fid"] > 0 and "kid" in result[which]
+
+
+def test_images_too_small_for_ssim_are_named(tmp_path):
+    model_dir, *_ = make_model(
+        tmp_path, "task=srgan", "model.generator.name=srresnet", "model.generator.ngf=4",
+        "model.generator.n_blocks=1", "data.scale=2",
+    )
+    rng = np.random.default_rng(4)
+    save_png(tmp_path / "hr" / "tiny.png", smooth_image(rng, 12, 12))
+    save_png(tmp_path / "hr" / "fine.png", smooth_image(rng, 32, 32))
+    out = run_eval(model_dir, "--data", tmp_path / "hr")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "tiny.png (12x12)" in out.stderr and "crop_border=2" in out.stderr
+    assert "fine.png" not in out.stderr
+
+
 def test_eval_errors_are_one_line(tmp_path):
     out = run_eval(tmp_path / "nothing", "--data", tmp_path)
     assert out.returncode == 2 and "model not found" in out.stderr and "Traceback" not in out.stderr

@@ -364,7 +364,11 @@ def test_predict_never_writes_over_its_inputs(models, tmp_path, capsys):
     assert main(["predict", str(models["unet"]), str(src), "--out", str(src)]) == 2
     assert "input folder" in capsys.readouterr().err
     assert main(["predict", str(models["unet"]), str(src / "a.png"), "--out", str(src)]) == 2
-    assert "would overwrite the input" in capsys.readouterr().err
+    assert "input folder" in capsys.readouterr().err
+    _write_png(src / "b.jpg", np.zeros((8, 8, 3), np.uint8))  # b.jpg -> b.png: a new file
+    assert main(["predict", str(models["unet"]), str(src / "b.jpg"), "--out", str(src)]) == 2
+    assert not (src / "b.png").exists()
+    capsys.readouterr()
     assert main(["predict", str(models["unet"]), str(src / "*.png"), "--out", str(src)]) == 2
     assert (src / "a.png").read_bytes() == before
     assert main(["predict", str(models["unet"]), str(src), "--out", str(tmp_path / "o"),
@@ -373,7 +377,7 @@ def test_predict_never_writes_over_its_inputs(models, tmp_path, capsys):
     # an output folder inside the input folder is fine, and is never read as input
     assert main(["predict", str(models["unet"]), str(src), "--out", str(src / "out")]) == 0
     assert main(["predict", str(models["unet"]), str(src), "--out", str(src / "out")]) == 0
-    assert sorted(p.name for p in (src / "out").iterdir()) == ["a.png"]
+    assert sorted(p.name for p in (src / "out").iterdir()) == ["a.png", "b.png"]
 
 
 def test_predict_16_bit_in_16_bit_out(models, tmp_path, capsys):

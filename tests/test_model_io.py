@@ -68,3 +68,12 @@ def test_errors_name_the_problem(tmp_path):
     (tmp_path / "m" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(UserError, match="cannot read weights"):
         load_model(tmp_path / "m")
+
+
+def test_newest_checkpoint_is_found_numerically(tmp_path):
+    config = load_config(None, TINY)
+    generators = build_generators(config)
+    for step in ("999999", "1000000"):
+        save_model(tmp_path / "run" / "checkpoints" / f"step-{step}" / "model", config, generators)
+    (tmp_path / "run" / "checkpoints" / ".tmp-step-2000000").mkdir()
+    assert resolve_model_dir(tmp_path / "run").parent.name == "step-1000000"

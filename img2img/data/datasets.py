@@ -261,6 +261,17 @@ class UnpairedDataset(_ImageDataset):
         )
         return run_seeded(self.augment, seed, image)["image"]
 
+    def domain_image(self, domain: str, index: int) -> tuple[torch.Tensor, str]:
+        """Image ``index`` of domain ``"A"`` or ``"B"`` alone, preprocessed as validation
+        images are (for FID/KID, which need every image of each domain exactly once)."""
+        paths = self.paths_a if domain == "A" else self.paths_b
+        channels = self.in_channels if domain == "A" else self.out_channels
+        path = paths[index]
+        image = to_tensor(prepare_geometry(
+            self._load(path), self.preprocess, self.load_size, self.crop_size, train=False
+        ))
+        return (to_grey(image) if channels == 1 else image), str(path)
+
     def sample(self, index: int, seed: int) -> dict[str, Any]:
         a_path = self.paths_a[index % len(self.paths_a)]
         b_path = self.paths_b[self.b_index(index, seed)]

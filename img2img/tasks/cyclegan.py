@@ -60,11 +60,10 @@ class CycleGANTask(Task):
     def visuals(self, batch: Batch, out: Batch) -> list[torch.Tensor]:
         return [batch["A"], out["fake_B"], out["rec_A"], batch["B"], out["fake_A"], out["rec_B"]]
 
+    unpaired = True
+
     def evaluate_batch(self, G: Nets, batch: Batch) -> dict[str, torch.Tensor]:
-        """Unpaired: ``fake`` (G_A(A)) and ``real`` (B) feed FID/KID; the baseline is A itself."""
-        A, B = batch["A"], batch["B"]
-        return {
-            "fake": to_unit(forward_padded(G["G_A"], A)),
-            "real": to_unit(B),
-            "baseline": to_unit(A),
-        }
+        """Unpaired: ``fake`` (G_A(A)) feeds FID/KID against the B images; the baseline is A
+        itself."""
+        A = batch["A"]
+        return {"fake": to_unit(forward_padded(G["G_A"], A)), "baseline": to_unit(A)}
