@@ -32,6 +32,11 @@ class ColorizationTask(Pix2PixTask):
             "B": ab.contiguous(memory_format=fmt),
         }
 
+    def perceptual_pair(self, batch: Batch, fake_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The perceptual loss compares colours: L recombined with the predicted ab (both
+        channels), against the original RGB."""
+        return lab_norm_to_rgb(batch["A"].float(), fake_B.float()), batch["rgb"]
+
     def visuals(self, batch: Batch, out: Batch) -> list[torch.Tensor]:
         L = batch["A"]
         fake_rgb = lab_norm_to_rgb(L.float(), out["fake_B"].detach().float())

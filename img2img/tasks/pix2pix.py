@@ -36,9 +36,13 @@ class Pix2PixTask(Task):
             terms[f"G_{loss.pixel.upper()}"] = loss.pixel_weight * self.pixel(fake_B, real_B)
         if self.perceptual is not None:
             terms["G_perceptual"] = loss.perceptual_weight * self.perceptual(
-                as_rgb(fake_B), as_rgb(real_B)
+                *self.perceptual_pair(batch, fake_B)
             )
         return terms
+
+    def perceptual_pair(self, batch: Batch, fake_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction, target) as RGB in [-1, 1] for the VGG perceptual loss."""
+        return as_rgb(fake_B), as_rgb(batch["B"])
 
     def visuals(self, batch: Batch, out: Batch) -> list[torch.Tensor]:
         return [as_rgb(batch["A"]), as_rgb(out["fake_B"]), as_rgb(batch["B"])]
