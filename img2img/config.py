@@ -512,6 +512,8 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"train.betas: expected two numbers in [0, 1), got {t.betas}")
     if t.scheduler == "step" and not t.milestones:
         raise ConfigError("train.milestones: the step scheduler needs at least one milestone step")
+    if t.scheduler == "plateau" and t.warmup_steps:
+        raise ConfigError("train.warmup_steps: the plateau scheduler has no warm-up; set it to 0")
     if sorted(t.milestones) != t.milestones:
         raise ConfigError(f"train.milestones: must be increasing, got {t.milestones}")
     if t.restart_weights and len(t.restart_weights) != len(t.cosine_periods):

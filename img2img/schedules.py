@@ -20,10 +20,12 @@ from img2img.config import TrainConfig
 
 
 def linear_decay(step: int, max_steps: int, decay_start: int | None) -> float:
-    """1 until ``decay_start`` (default: half of ``max_steps``), then linearly to ~0 at the end
-    (the reference's ``1 - max(0, e - n_epochs) / (n_epochs_decay + 1)`` counted in steps)."""
+    """1 for the first ``decay_start`` steps (default: half of ``max_steps``), then linear
+    decay: the reference's ``1 - max(0, e + epoch_count - n_epochs) / (n_epochs_decay + 1)``
+    (``epoch_count`` = 1, ``e`` the 0-based epoch) counted in 0-based steps, so the last
+    step runs at ``1 / (max_steps - decay_start + 1)``."""
     start = max_steps // 2 if decay_start is None else decay_start
-    return 1.0 - max(0, step - start) / float(max_steps - start + 1)
+    return 1.0 - max(0, step + 1 - start) / float(max_steps - start + 1)
 
 
 def multistep(step: int, milestones: list[int], gamma: float) -> float:

@@ -26,6 +26,7 @@ import os
 import shutil
 import signal
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,15 +65,9 @@ def checkpoint_step(path: Path) -> int:
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary ``.tmp-*`` folders excluded)."""
-    root = output_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [
-        p for p in root.iterdir()
-        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[5:].isdigit()
-        and (p / "trainer_state.json").is_file()
-    ]
-    return sorted(found, key=checkpoint_step)
+    from img2img.model_io import checkpoint_dirs
+
+    return [p for p in checkpoint_dirs(output_dir) if (p / "trainer_state.json").is_file()]
 
 
 def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
@@ -102,6 +97,24 @@ def _reset_accelerate_state() -> None:
         GradientState._reset_state()
 
 
+def collate_same_size(samples: list[dict]) -> dict:
+    """``default_collate``, with one clear error when the images of a batch differ in size
+    (a preprocessing that keeps each image's own size, with a batch of more than one)."""
+    from torch.utils.data import default_collate
+
+    key = "A" if "A" in samples[0] else "B"
+    if len({tuple(s[key].shape) for s in samples}) > 1:
+        names = ", ".join(
+            f"{s[key + '_path']} ({s[key].shape[-1]}x{s[key].shape[-2]})" for s in samples[:4]
+        )
+        raise DataError(
+            f"a training batch holds images of different sizes: {names}; with "
+            "data.preprocess=none or scale_width use train.batch_size=1, or a cropping "
+            "preprocess (resize_and_crop, crop, scale_width_and_crop)"
+        )
+    return default_collate(samples)
+
+
 def _seed_everything(seed: int) -> None:
     import random
 
@@ -129,8 +142,11 @@ class Trainer:
     def __init__(self, config: Config, resume: str | None = None) -> None:
         self.config = config
         self.output_dir = Path(config.output_dir)
-        self.resume_arg = resume
         self._check_config()
+        # Resolved first: model.init_from applies only when no checkpoint is resumed.
+        self.resume_from = resolve_resume(resume, self.output_dir)
+        if resume == "auto" and self.resume_from is None:
+            log.info("--resume auto: no checkpoint in %s, starting fresh", self.output_dir)
         self.accelerator = self._make_accelerator()
         self.device = self.accelerator.device
         self.rank = self.accelerator.process_index
@@ -144,13 +160,14 @@ class Trainer:
         self.task = build_task(config)
         self.G: dict[str, nn.Module] = build_generators(config)
         self.D: dict[str, nn.Module] = build_discriminators(config)
-        if config.model.init_from and not resume:
+        if config.model.init_from and self.resume_from is None:
             self._init_from(config.model.init_from)
         _seed_everything(config.seed + 7919 * self.rank)
 
         with self.accelerator.main_process_first():
             self._build_data()
         self.task.setup_losses(self.device)
+        self.feature_net = self._load_feature_net()  # a bad weights path fails now, not at the end
         self._build_optimization()
         self._init_state()
 
@@ -169,6 +186,8 @@ class Trainer:
             raise ConfigError(
                 "train.scheduler: plateau reads the validation metric, so it needs eval.every > 0"
             )
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise ConfigError(f"output_dir: {self.output_dir} exists and is a file, not a folder")
         if c.task == "cyclegan" and c.eval.metric not in ("fid", "kid") and c.eval.every:
             raise ConfigError(
                 f"eval.metric: {c.eval.metric} needs paired targets; CycleGAN evaluates fid or kid"
@@ -198,9 +217,9 @@ class Trainer:
                 project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "tensorboard")
             ),
         )
-        if accelerator.device.type == "cuda" and c.train.tf32:
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        if accelerator.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = c.train.tf32
+            torch.backends.cudnn.allow_tf32 = c.train.tf32
         if accelerator.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         return accelerator
@@ -240,6 +259,7 @@ class Trainer:
         self.loader = DataLoader(
             self.train_set,
             batch_size=c.train.batch_size,
+            collate_fn=collate_same_size,
             sampler=self.sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -265,15 +285,6 @@ class Trainer:
 
         self.opt_G = adam(self.G, t.lr_g)
         self.opt_D = adam(self.D, t.lr_d) if self.D else None
-        # Schedules act on the plain optimizers and count global steps (Accelerate's
-        # scheduler wrapper would step once per process).
-        self.sched_G = build_scheduler(self.opt_G, t, t.lr_g)
-        self.sched_D = build_scheduler(self.opt_D, t, t.lr_d) if self.opt_D else None
-        self.plateaus = []
-        if t.scheduler == "plateau":
-            better = HIGHER_IS_BETTER[c.eval.metric]
-            self.plateaus = [build_plateau(o, t, better) for o in (self.opt_G, self.opt_D) if o]
-
         # Accelerate wraps models (DDP, autocast) and optimizers (grad scaler, accumulation).
         names = [*self.G, *self.D]
         nets = [*self.G.values(), *self.D.values()]
@@ -283,6 +294,18 @@ class Trainer:
         wrapped = dict(zip(names, prepared[: len(nets)]))
         self.opt_G_acc = prepared[len(nets)]
         self.opt_D_acc = prepared[len(nets) + 1] if self.opt_D else None
+        # Schedules act on the plain optimizers (made after Accelerate wrapped them, so
+        # their step counting sees the real steps) and count global steps: Accelerate's
+        # scheduler wrapper would step once per process. The plateau rule alone sets the LR
+        # of a plateau run (a LambdaLR beside it would undo every cut one step later).
+        plateau = t.scheduler == "plateau"
+        self.sched_G = None if plateau else build_scheduler(self.opt_G, t, t.lr_g)
+        self.sched_D = None if plateau or not self.opt_D else build_scheduler(self.opt_D, t, t.lr_d)
+        self.plateaus = []
+        if plateau:
+            better = HIGHER_IS_BETTER[c.eval.metric]
+            self.plateaus = [build_plateau(o, t, better) for o in (self.opt_G, self.opt_D) if o]
+
         # Plain modules (for frozen-D scoring, EMA, evaluation and export) and the wrapped ones.
         self.G_run = {n: wrapped[n] for n in self.G}
         self.D_run = {n: wrapped[n] for n in self.D}
@@ -329,11 +352,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict[str, Any]:
         c = self.config
-        resume_from = resolve_resume(self.resume_arg, self.output_dir)
-        if self.resume_arg == "auto" and resume_from is None:
-            log.info("--resume auto: no checkpoint in %s, starting fresh", self.output_dir)
-        if resume_from is not None:
-            self.load_checkpoint(resume_from)
+        if self.resume_from is not None:
+            self.load_checkpoint(self.resume_from)
         elif list_checkpoints(self.output_dir):
             raise UserError(
                 f"{self.output_dir} already holds checkpoints of a run; continue it with "
@@ -365,11 +385,13 @@ class Trainer:
                     break
         progress.close()
         if "stopped_at" not in summary:
-            if self.val_set is not None and (not c.eval.every or self.step % c.eval.every):
-                self._evaluate()
-            if self._last_saved_step != self.step:
-                self.save_checkpoint()
-            self.export(self.output_dir / "model")
+            try:
+                if self.val_set is not None and (not c.eval.every or self.step % c.eval.every):
+                    self._evaluate()
+            finally:  # a failing final evaluation must not lose the trained weights
+                if self._last_saved_step != self.step:
+                    self.save_checkpoint()
+                self.export(self.output_dir / "model")
             summary["model"] = str(self.output_dir / "model")
         summary.update(step=self.step, best=self.best, nonfinite_skipped=self.nonfinite_skipped)
         self.accelerator.wait_for_everyone()
@@ -394,25 +416,42 @@ class Trainer:
     def _train_step(self, batches) -> None:
         acc = self.accelerator
         models = [*self.G_run.values(), *self.D_run.values()]
+        skipped = False
         for _ in range(self.config.train.grad_accum):
-            batch = self.task.prepare(next(batches), self.device, self.config.train.channels_last)
-            with acc.accumulate(*models):
-                with self._autocast():
-                    out = self.task.forward(self.G_run, batch)
-                if self.task.d_first and self.D:
-                    if not self._d_phase(batch, out):
-                        return
-                if not self._g_phase(batch, out):
-                    return
-                if not self.task.d_first and self.D:
-                    if not self._d_phase(batch, out):
-                        return
+            raw = next(batches)  # a skipped step still consumes its data, as a run without it
+            with acc.accumulate(*models):  # keeps Accelerate's accumulation count aligned
+                if skipped:
+                    continue
+                batch = self.task.prepare(raw, self.device, self.config.train.channels_last)
+                skipped = not self._micro_step(batch)
+        # The learning rates this step used (logged), before the schedules move on.
+        self._step_lr = {"lr/G": self.opt_G.param_groups[0]["lr"]}
+        if self.opt_D is not None:
+            self._step_lr["lr/D"] = self.opt_D.param_groups[0]["lr"]
+        with warnings.catch_warnings():
+            # A skipped step still moves the schedule on (torch warns when no optimizer
+            # step came before, e.g. when the very first step was skipped).
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            for sched in (self.sched_G, self.sched_D):
+                if sched is not None:
+                    sched.step()
+        if not skipped:
+            for name, ema in self.ema.items():
+                ema.update(self.G[name])
+
+    def _micro_step(self, batch) -> bool:
+        """G forward once, then the D and G phases in the task's order; False when a
+        non-finite loss made the step skip."""
+        with self._autocast():
+            out = self.task.forward(self.G_run, batch)
+        phases = [self._g_phase]
+        if self.D:
+            phases.insert(0 if self.task.d_first else 1, self._d_phase)
+        for phase in phases:
+            if not phase(batch, out):
+                return False
         self._last_batch, self._last_out = batch, out
-        for sched in (self.sched_G, self.sched_D):
-            if sched is not None:
-                sched.step()
-        for name, ema in self.ema.items():
-            ema.update(self.G[name])
+        return True
 
     def _g_phase(self, batch, out) -> bool:
         set_requires_grad(self.D, False)
@@ -454,8 +493,11 @@ class Trainer:
             self._handle_nonfinite(bad_name, bad_value)
             return False
         if acc.sync_gradients and self.config.train.max_grad_norm > 0:
+            # Unscale this side's gradients only: Accelerate's clip_grad_norm_ unscales
+            # every optimizer, which would corrupt the other side's accumulating fp16 grads.
+            acc.unscale_gradients(optimizer)
             params = [p for net in nets.values() for p in net.parameters()]
-            acc.clip_grad_norm_(params, self.config.train.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, self.config.train.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         detached = values.detach()
@@ -495,14 +537,13 @@ class Trainer:
         scalars: dict[str, float] = {}
         if names:
             values = torch.stack([torch.as_tensor(self._pending[n], device=self.device).float() for n in names])
-            values = self.accelerator.reduce(values, reduction="mean") / max(self._pending_steps, 1)
+            micro_batches = max(self._pending_steps * c.train.grad_accum, 1)
+            values = self.accelerator.reduce(values, reduction="mean") / micro_batches
             scalars = {f"loss/{n}": float(v) for n, v in zip(names, values.tolist())}
         now = time.perf_counter()
         images = self._pending_steps * c.train.batch_size * c.train.grad_accum * self.world_size
         scalars["images_per_s"] = images / max(now - self._last_log_time, 1e-9)
-        scalars["lr/G"] = self.opt_G.param_groups[0]["lr"]
-        if self.opt_D is not None:
-            scalars["lr/D"] = self.opt_D.param_groups[0]["lr"]
+        scalars.update(self._step_lr)
         scalars["epoch"] = self.epoch + self.batch_in_epoch / max(self.sampler.batches_per_epoch, 1)
         if self.nonfinite_skipped:
             scalars["nonfinite_skipped"] = self.nonfinite_skipped
@@ -548,13 +589,13 @@ class Trainer:
         """The generators evaluation and export use: the EMA copies when EMA is on."""
         return {n: (self.ema[n].model if n in self.ema else net) for n, net in self.G.items()}
 
-    def _feature_net(self):
+    def _load_feature_net(self):
         path = self.config.eval.fid_weights
         if not path or self.config.task != "cyclegan":
             return None
         from img2img.fid import load_fid_inception
 
-        return load_fid_inception(path).to(self.device)
+        return load_fid_inception(path, device=self.device)
 
     def _evaluate(self) -> dict[str, Any] | None:
         from accelerate.utils import gather_object
@@ -563,7 +604,7 @@ class Trainer:
 
         c = self.config
         self._sync_buffers()
-        feature_net = self._feature_net()
+        feature_net = self.feature_net
         if c.task == "cyclegan" and feature_net is None:
             if not getattr(self, "_warned_fid", False):
                 log.warning("CycleGAN evaluation needs FID weights (eval.fid_weights); skipping metrics")
@@ -624,7 +665,7 @@ class Trainer:
             "best": self.best,
             "nonfinite_skipped": self.nonfinite_skipped,
             "world_size": self.world_size,
-            "sched_G": self.sched_G.state_dict(),
+            "sched_G": self.sched_G.state_dict() if self.sched_G else None,
             "sched_D": self.sched_D.state_dict() if self.sched_D else None,
             "plateaus": [p.state_dict() for p in self.plateaus],
         }
@@ -699,6 +740,7 @@ class Trainer:
         from safetensors.torch import load_file
 
         state = json.loads((path / "trainer_state.json").read_text())
+        self._check_resume_config(path)
         if state["world_size"] != self.world_size:
             raise UserError(
                 f"{path} was written by {state['world_size']} process(es); resume it with the "
@@ -710,7 +752,8 @@ class Trainer:
         self.batch_in_epoch = state["batch_in_epoch"]
         self.best = state["best"]
         self.nonfinite_skipped = state["nonfinite_skipped"]
-        self.sched_G.load_state_dict(state["sched_G"])
+        if self.sched_G is not None and state["sched_G"] is not None:
+            self.sched_G.load_state_dict(state["sched_G"])
         if self.sched_D is not None and state["sched_D"] is not None:
             self.sched_D.load_state_dict(state["sched_D"])
         for plateau, pstate in zip(self.plateaus, state["plateaus"]):
@@ -733,13 +776,40 @@ class Trainer:
         self._last_saved_step = self.step
         log.info("resumed from %s (step %d, epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
 
+    def _check_resume_config(self, path: Path) -> None:
+        """Refuse to resume with other networks (their weights would not fit); say which
+        other settings changed."""
+        from img2img.model_io import read_model_config
+
+        before, _ = read_model_config(path / "model")
+        old, new = _flatten(before.to_dict()), _flatten(self.config.to_dict())
+
+        def fixed(key: str) -> bool:
+            return key in ("task", "data.scale") or (key.startswith("model.") and key != "model.init_from")
+
+        changed = [k for k in new if old.get(k) != new[k]]
+        blocking = [k for k in changed if fixed(k)]
+        if (before.train.ema > 0) != (self.config.train.ema > 0):
+            blocking.append("train.ema")
+        if blocking:
+            diffs = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in blocking)
+            raise UserError(
+                f"cannot resume {path} with other networks: {diffs}; resume with the settings "
+                "it was trained with, or start a new run in another output_dir"
+            )
+        if changed:
+            log.warning("resuming %s with changed settings: %s", path, ", ".join(
+                f"{k} {old.get(k)!r} -> {new[k]!r}" for k in changed))
+
     def _trim_metrics_log(self) -> None:
         """After a resume, drop log lines a killed run wrote past the checkpoint."""
         path = self.output_dir / "metrics.jsonl"
         if not path.exists() or self.step == 0:
             return
         kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= self.step]
-        path.write_text("".join(line + "\n" for line in kept))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp.replace(path)
 
     # ------------------------------------------------------------------ trackers, progress, signals
     def _init_trackers(self) -> None:

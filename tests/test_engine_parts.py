@@ -91,12 +91,14 @@ def test_ema_moves_towards_the_weights():
 
 
 def test_linear_decay_matches_the_reference_rule():
-    # 100 constant + 100 decay "epochs": factor 1 until 100, then 1 - k/101.
+    # 100 constant + 100 decay "epochs" (epoch_count 1): factor 1 for epochs 0..99, then
+    # 1 - (e + 1 - 100) / 101 down to 1/101 in the last epoch.
     assert linear_decay(0, 200, 100) == 1.0
-    assert linear_decay(100, 200, 100) == 1.0
-    assert linear_decay(150, 200, 100) == pytest.approx(1 - 50 / 101)
-    assert linear_decay(199, 200, 100) == pytest.approx(1 - 99 / 101)
-    assert linear_decay(150, 200, None) == pytest.approx(1 - 50 / 101)  # default: half way
+    assert linear_decay(99, 200, 100) == 1.0
+    assert linear_decay(100, 200, 100) == pytest.approx(1 - 1 / 101)
+    assert linear_decay(150, 200, 100) == pytest.approx(1 - 51 / 101)
+    assert linear_decay(199, 200, 100) == pytest.approx(1 / 101)
+    assert linear_decay(150, 200, None) == pytest.approx(1 - 51 / 101)  # default: half way
 
 
 def test_multistep_and_cosine_restarts():

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from img2img.config import load_config, save_config
-from img2img.errors import ConfigError, NonFiniteLossError, UserError
+from img2img.errors import ConfigError, DataError, NonFiniteLossError, UserError
 from img2img.model_io import load_model
 from img2img.trainer import Trainer, list_checkpoints
 from tests.tiny import tiny_overrides
@@ -167,9 +167,64 @@ def test_interrupted_save_leaves_previous_checkpoint_loadable(task_data, tmp_pat
 
 
 def test_resume_rejects_a_folder_that_is_no_checkpoint(task_data, tmp_path):
-    trainer = make_trainer("pix2pix", task_data["pix2pix"], tmp_path / "run", resume=str(tmp_path))
     with pytest.raises(UserError, match="not a checkpoint directory"):
+        make_trainer("pix2pix", task_data["pix2pix"], tmp_path / "run", resume=str(tmp_path))
+
+
+def test_resume_refuses_other_networks_and_names_the_keys(task_data, tmp_path):
+    run = tmp_path / "run"
+    make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=1").fit()
+    with pytest.raises(UserError) as err:
+        make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=2", "model.generator.ngf=4",
+                     "train.ema=0.9", resume="auto").fit()
+    assert "model.generator.ngf (8 -> 4)" in str(err.value) and "train.ema" in str(err.value)
+    # Other settings may change (a longer run, another LR).
+    summary = make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=2", "train.lr_g=1e-4",
+                           resume="auto").fit()
+    assert summary["step"] == 2
+
+
+def test_resume_auto_without_checkpoint_still_applies_init_from(task_data, tmp_path):
+    stage1 = tmp_path / "psnr"
+    make_trainer("srgan", task_data["srgan"], stage1, "model.discriminator.name=none", "train.max_steps=1").fit()
+    stage2 = make_trainer("srgan", task_data["srgan"], tmp_path / "gan", f"model.init_from={stage1}", resume="auto")
+    _, g1 = load_model(stage1)
+    for key, value in g1["G"].state_dict().items():
+        assert torch.equal(value, stage2.G["G"].state_dict()[key].cpu())
+
+
+def test_logged_losses_do_not_grow_with_accumulation(task_data, tmp_path):
+    def l1(*extra):
+        run = tmp_path / "-".join(extra)
+        make_trainer("srgan", task_data["srgan"], run, "model.discriminator.name=none", "train.max_steps=1",
+                     "train.lr_g=1e-12", *extra).fit()
+        return next(r["loss/G_L1"] for r in read_metrics(run) if "loss/G_L1" in r)
+
+    # The same 4 images as one batch of 4, or as 4 micro-batches of 1: the same mean L1.
+    assert l1("train.batch_size=4") == pytest.approx(l1("train.batch_size=1", "train.grad_accum=4"), rel=1e-3)
+
+
+def test_batches_of_different_image_sizes_are_a_clear_error(tmp_path):
+    from tests.tiny import save_png, smooth_image
+
+    rng = __import__("numpy").random.default_rng(0)
+    for i, (h, w) in enumerate([(32, 32), (40, 32)]):
+        save_png(tmp_path / "data" / "train" / f"{i}.png", smooth_image(rng, h, w))
+    trainer = make_trainer("colorization", tmp_path / "data", tmp_path / "run", "data.preprocess=none",
+                           "train.batch_size=2", "data.flip=false")
+    with pytest.raises(DataError, match=r"different sizes: .*0.png \(32x32\).*1.png \(32x40\).*batch_size=1"):
         trainer.fit()
+
+
+def test_output_dir_that_is_a_file_is_refused(task_data, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="exists and is a file"):
+        make_trainer("pix2pix", task_data["pix2pix"], tmp_path / "file")
+
+
+def test_bad_fid_weights_fail_before_training(task_data, tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        make_trainer("cyclegan", task_data["cyclegan"], tmp_path / "run", f"eval.fid_weights={tmp_path / 'nope.pth'}")
 
 
 def test_keep_last_prunes_old_checkpoints(task_data, tmp_path):
@@ -231,14 +286,16 @@ def test_skip_nonfinite_counts_and_finishes(task_data, tmp_path):
 
 def test_plateau_scheduler_reads_the_metric(task_data, tmp_path):
     run = tmp_path / "run"
-    # A learning rate too small to change anything: the metric never improves, so every
-    # evaluation after the first counts as a bad epoch and (patience 0) halves the LR.
-    extra = ("train.scheduler=plateau", "train.plateau_patience=0", "train.lr_g=1e-20", "train.lr_d=1e-20",
-             "eval.every=1", "train.max_steps=3", "eval.metric=psnr_y", "loss.gan_weight=0")
-    make_trainer("srgan", task_data["srgan"], run, *extra).fit()
+    # No loss term, so G never changes and the metric never improves: every evaluation
+    # after the first is a bad one and (patience 0) halves the LR, which must stay cut.
+    extra = ("train.scheduler=plateau", "train.plateau_patience=0", "train.lr_g=1e-3",
+             "eval.every=1", "train.max_steps=4", "eval.metric=psnr_y", "loss.gan_weight=0",
+             "loss.pixel_weight=0", "model.discriminator.name=none")
+    trainer = make_trainer("srgan", task_data["srgan"], run, *extra)
+    trainer.fit()
     lrs = [r["lr/G"] for r in read_metrics(run) if "lr/G" in r]
-    assert lrs[0] == pytest.approx(1e-20)
-    assert lrs[-1] == pytest.approx(0.25e-20)
+    assert lrs == pytest.approx([1e-3, 1e-3, 0.5e-3, 0.25e-3], rel=1e-9)
+    assert trainer.opt_G.param_groups[0]["lr"] == pytest.approx(0.125e-3, rel=1e-9)
 
 
 def test_bf16_channels_last_and_accumulation_run(task_data, tmp_path):
