@@ -243,10 +243,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(result or 0)
 
 
-def entry() -> None:  # pragma: no cover - kept for scripts that call it
-    sys.exit(main())
-
-
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())

@@ -60,19 +60,6 @@ COLORIZATION_NOTE = (
 )
 
 
-def pick_generator(config: Any, generators: dict[str, nn.Module], direction: str) -> tuple[str, nn.Module]:
-    """The generator to export: ``G``, or CycleGAN's ``G_A`` (AtoB) / ``G_B`` (BtoA)."""
-    if direction not in ("AtoB", "BtoA"):
-        raise UserError(f"direction: invalid value {direction!r}; allowed: AtoB|BtoA")
-    if config.task == "cyclegan":
-        name = "G_A" if direction == "AtoB" else "G_B"
-    elif direction != "AtoB":
-        raise UserError(f"--direction BtoA applies to CycleGAN models only, not {config.task}")
-    else:
-        name = "G"
-    return name, generators[name]
-
-
 def min_size(net: nn.Module) -> int:
     """The smallest input side ``net`` runs on (a multiple of its ``size_multiple``)."""
     from img2img.inference import probe_min_size
@@ -261,7 +248,7 @@ def cli_export(args: Any) -> int:
 
     directory = find_model(args.model)
     config, generators = model_io.load_model(directory, "cpu")
-    name, net = pick_generator(config, generators, args.direction)
+    name, net = model_io.pick_generator(config, generators, args.direction)
     if args.format == "safetensors":
         out = model_io.save_model(Path(args.out).expanduser(), config, generators)
         print(f"wrote {out} ({', '.join(generators)}; load it with img2img.load)")

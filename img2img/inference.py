@@ -282,16 +282,7 @@ class Translator:
         return probe_min_size(self._runner, self.size_multiple, self.in_channels, self.device)
 
     def _pick(self, direction: str) -> nn.Module:
-        if direction not in ("AtoB", "BtoA"):
-            raise UserError(f"direction: invalid value {direction!r}; allowed: AtoB|BtoA")
-        if self.task == "cyclegan":
-            return self.generators["G_A" if direction == "AtoB" else "G_B"]
-        if direction != "AtoB":
-            raise UserError(
-                f"direction BtoA applies to CycleGAN models only; this {self.task} model has "
-                "one generator (pix2pix's direction is fixed by data.direction at training)"
-            )
-        return self.generators["G"]
+        return model_io.pick_generator(self.config, self.generators, direction)[1]
 
     def __repr__(self) -> str:
         return (
@@ -380,11 +371,7 @@ class Translator:
             x = self._to_lab(x)[0]
         elif self.in_channels == 1:
             x = sum(w * x[:, i : i + 1] for i, w in enumerate(_LUMA))
-        h, w = x.shape[-2:]
-        x, (top, left) = pad_to_multiple(x, self.size_multiple, self.min_size)
-        y = self._runner(x)
-        s = self.scale
-        return y[..., top * s : (top + h) * s, left * s : (left + w) * s]
+        return forward_padded(self._runner, x, self.min_size)
 
     def _finish(self, out: torch.Tensor, source: Source, y0: int, y1: int) -> torch.Tensor:
         """Blended network output for output rows ``y0:y1`` -> RGB in [0, 1] (3 x rows x W)."""
@@ -449,15 +436,16 @@ def pad_to_multiple(
     return x, (top, left)
 
 
-def forward_padded(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def forward_padded(net: nn.Module, x: torch.Tensor, min_size: int | None = None) -> torch.Tensor:
     """Run a generator on an NCHW tensor of any size: pad to the network's
-    ``size_multiple`` (and ``min_size``) as :func:`pad_to_multiple` does, then crop the
-    output back to the input's size times the network's ``scale``."""
+    ``size_multiple`` (and ``min_size``, by default the network's own) as
+    :func:`pad_to_multiple` does, then crop the output back to the input's size times the
+    network's ``scale``."""
     scale = getattr(net, "scale", 1)
     h, w = x.shape[-2:]
-    padded, (top, left) = pad_to_multiple(
-        x, getattr(net, "size_multiple", 1), getattr(net, "min_size", 1)
-    )
+    if min_size is None:
+        min_size = getattr(net, "min_size", 1)
+    padded, (top, left) = pad_to_multiple(x, getattr(net, "size_multiple", 1), min_size)
     y = net(padded)
     return y[..., top * scale : (top + h) * scale, left * scale : (left + w) * scale]
 

@@ -119,16 +119,15 @@ def _input_gradients(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor
 
 
 def gradient_penalty(
-    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, weight_free: bool = True
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor
 ) -> torch.Tensor:
     """WGAN-GP (Gulrajani et al. 2017): E[(||grad_x D(x)||_2 - 1)^2] at x = a * real +
     (1 - a) * fake, a ~ U(0, 1) per sample.
 
     As in the pix2pix reference, the gradient is that of the sum of D's logit map. For a
     multi-scale D the penalty is averaged over its maps. The result is differentiable
-    w.r.t. D's parameters (``create_graph=True``). ``weight_free=True`` returns the bare
-    penalty (the task multiplies by ``loss.gp_weight``); ``False`` multiplies it by the
-    paper's lambda = 10.
+    w.r.t. D's parameters (``create_graph=True``). The bare penalty is returned; the task
+    multiplies it by ``loss.gp_weight`` (the paper's lambda = 10).
     """
     real, fake = real.detach(), fake.detach()
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
@@ -138,8 +137,7 @@ def gradient_penalty(
         grad = _input_gradients(logits, mixed)
         norm = torch.sqrt(grad.pow(2).sum(dim=1) + 1e-12)
         penalties.append((norm - 1.0).pow(2).mean())
-    penalty = _average(penalties)
-    return penalty if weight_free else penalty * 10.0
+    return _average(penalties)
 
 
 def r1_penalty(real_logits: Logits, real_images: torch.Tensor) -> torch.Tensor:

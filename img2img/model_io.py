@@ -183,3 +183,21 @@ def load_state_dict_strict(net: nn.Module, state: dict, where: str) -> None:
                 f"{tuple(value.shape)}, expected {tuple(expected[key].shape)}"
             )
     net.load_state_dict(state)
+
+
+def pick_generator(
+    config: Config, generators: dict[str, nn.Module], direction: str = "AtoB"
+) -> tuple[str, nn.Module]:
+    """The generator that translates: ``G``, or CycleGAN's ``G_A`` (AtoB) / ``G_B`` (BtoA)."""
+    if direction not in ("AtoB", "BtoA"):
+        raise UserError(f"direction: invalid value {direction!r}; allowed: AtoB|BtoA")
+    if config.task == "cyclegan":
+        name = "G_A" if direction == "AtoB" else "G_B"
+    elif direction != "AtoB":
+        raise UserError(
+            f"direction BtoA applies to CycleGAN models only; this {config.task} model has one "
+            "generator (pix2pix's direction is fixed by data.direction at training)"
+        )
+    else:
+        name = "G"
+    return name, generators[name]
