@@ -1,0 +1,81 @@
+"""tools/bench.py train runs end to end and writes sensible JSON (that it works, not how fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_train_smallest_case_writes_rows(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {
+        **os.environ,
+        "IMG2IMG_BENCH_TRAIN": "pix2pix:1",
+        "IMG2IMG_BENCH_TRAIN_MODES": "fp32,fast",
+        "OMP_NUM_THREADS": "1",  # the case subprocesses: one thread on a shared 2-core machine
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench.py"), "train", "--quick", "--sizes", "32",
+         "--steps", "1", "--device", "cpu", "--json", str(out)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["quick"] is True
+    rows = result["sections"]["train"]["rows"]
+    assert [(r["task"], r["batch"], r["size"], r["mode"]) for r in rows] == [
+        ("pix2pix", 1, 32, "fp32"), ("pix2pix", 1, 32, "fast")
+    ]
+    for row in rows:
+        assert "note" not in row, row  # a failed case carries a note instead of numbers
+        assert row["steps"] == 1 and row["threads"] == 1
+        for key in ("ms_per_step", "steps_per_s", "images_per_s", "cpu_ms_per_step", "peak_rss_mb"):
+            assert row[key] > 0, (key, row)
+        assert abs(row["steps_per_s"] * row["ms_per_step"] - 1000) < 1e-6 * row["ms_per_step"]
+        assert row["images_per_s"] == row["steps_per_s"] * row["batch"]
+        assert row["network"] == "unet(5 downs)"
+        assert row["ref_ms"] is None and row["vs_ref"] is None  # only at 256 px, batch 1
+    assert "| pix2pix" in proc.stdout  # the markdown table
+
+
+def test_bench_train_cases_select_and_size(monkeypatch):
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    monkeypatch.delenv("IMG2IMG_BENCH_TRAIN", raising=False)
+    monkeypatch.delenv("IMG2IMG_BENCH_TRAIN_MODES", raising=False)
+
+    class Opts:
+        quick, device, sizes, steps = False, "cpu", None, None
+
+    full = bench_train.cases(Opts)
+    keys = {(c["task"], c["batch"], c["size"], c["mode"]) for c in full}
+    assert ("pix2pix", 16, 256, "fp32") in keys and ("cyclegan", 8, 256, "fast+compile") in keys
+    assert ("srgan", 16, 128, "fast") in keys and ("colorization", 1, 256, "fp32") in keys
+    assert all(c["budget_s"] for c in full)
+
+    Opts.quick = True
+    quick = bench_train.cases(Opts)
+    assert {c["size"] for c in quick} == {64} and {c["mode"] for c in quick} == {"fp32", "fast"}
+    assert max(c["batch"] for c in quick) <= 2
+
+    monkeypatch.setenv("IMG2IMG_BENCH_TRAIN", "cyclegan:1,srgan")
+    Opts.quick, Opts.sizes, Opts.steps = False, [128], 3
+    picked = bench_train.cases(Opts)
+    assert {(c["task"], c["batch"]) for c in picked} == {("cyclegan", 1), ("srgan", 16)}
+    assert {c["size"] for c in picked} == {128} and {c["steps"] for c in picked} == {3}
+    assert not any(c["budget_s"] for c in picked)
+
+    # U-Nets shrink with the image; unet_256 itself needs 256 px.
+    assert bench_train.network_overrides("pix2pix", 256)[1] == "unet_256"
+    assert bench_train.network_overrides("pix2pix", 64) == (
+        ["model.generator.name=unet", "model.generator.num_downs=6"], "unet(6 downs)")
