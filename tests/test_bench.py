@@ -45,12 +45,17 @@ def test_bench_train_smallest_case_writes_rows(tmp_path):
     assert "| pix2pix" in proc.stdout  # the markdown table
 
 
-def test_bench_train_cases_select_and_size(monkeypatch):
+def _bench_train():
     sys.path.insert(0, str(REPO / "tools"))
     try:
         import bench_train
     finally:
         sys.path.remove(str(REPO / "tools"))
+    return bench_train
+
+
+def test_bench_train_cases_select_and_size(monkeypatch):
+    bench_train = _bench_train()
     monkeypatch.delenv("IMG2IMG_BENCH_TRAIN", raising=False)
     monkeypatch.delenv("IMG2IMG_BENCH_TRAIN_MODES", raising=False)
 
@@ -79,3 +84,51 @@ def test_bench_train_cases_select_and_size(monkeypatch):
     assert bench_train.network_overrides("pix2pix", 256)[1] == "unet_256"
     assert bench_train.network_overrides("pix2pix", 64) == (
         ["model.generator.name=unet", "model.generator.num_downs=6"], "unet(6 downs)")
+
+
+def test_engine_step_equals_the_classic_loop(tmp_path):
+    """The fp32 engine step computes what the classic reference's plain loop computes (the
+    benchmark's ``classic`` mode): after two steps from the same weights on the same batches
+    (two, because Adam's first update is lr x sign(gradient) whatever the loss weights),
+    every parameter agrees, and so do the generators' BatchNorm statistics (the
+    discriminators' depend on the order real and fake pass through them, which the
+    reference itself varies between pix2pix and CycleGAN, and are never used: D always
+    runs in train mode)."""
+    import itertools
+
+    import torch
+
+    from img2img.trainer import Trainer
+
+    bench_train = _bench_train()
+    for task in ("pix2pix", "cyclegan"):
+        root = bench_train.make_data(tmp_path / task / "data", task, 32)
+        config = bench_train.build_config(
+            task, 1, 32, "fp32", "cpu", root, tmp_path / task / "run", "model.generator.dropout=false",
+            *(["model.generator.name=resnet_6blocks", "model.generator.ngf=8", "model.discriminator.ndf=8"]
+              if task == "cyclegan" else []))
+        engine = Trainer(config)
+        classic = Trainer(config)
+        for name, net in engine.G.items():
+            classic.G[name].load_state_dict(net.state_dict())
+        for name, net in engine.D.items():
+            classic.D[name].load_state_dict(net.state_dict())
+        before = {n: [p.detach().clone() for p in net.parameters()] for n, net in engine.G.items()}
+        source = engine._batches()
+        raws = [next(source), next(source)]
+        classic_step = bench_train.classic_step(classic, task)
+        for raw in raws:
+            engine._train_step(itertools.repeat(raw))
+            classic_step(classic.task.prepare(raw, classic.device))
+        for kind in ("G", "D"):
+            for name, net in getattr(engine, kind).items():
+                theirs = getattr(classic, kind)[name].state_dict()
+                state = net.state_dict() if kind == "G" else dict(net.named_parameters())
+                for key, value in state.items():
+                    # A conv bias just before an instance norm gets a gradient of rounding
+                    # noise only (the norm removes it), which Adam scales to +-lr steps.
+                    noise = task == "cyclegan" and key.endswith(".bias")
+                    if value.is_floating_point() and not noise:
+                        torch.testing.assert_close(value, theirs[key], rtol=1e-4, atol=1e-6, msg=f"{task} {name}.{key}")
+        for name, net in engine.G.items():  # the step did change the weights
+            assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters())), name

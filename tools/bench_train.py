@@ -25,6 +25,12 @@ Modes (``--modes``; all keep the task's losses and its order of updates):
 - ``fast``: bf16 autocast, fused Adam, and on CUDA also channels_last and TF32.
 - ``fast+compile``: ``fast`` with ``train.compile=true`` (not run by ``--quick``: on a
   2-core CPU compiling takes a minute or more per case).
+- ``classic``: the classic reference's training step written out as a plain loop (its
+  order of passes: pix2pix's D step then G step re-scoring the fake, CycleGAN's G step
+  then D_A and D_B with a per-image Python image pool; default Adam, float32) on the same
+  networks and batches, without the engine. Timed beside ``fp32`` on the same machine at
+  the same time, it is the fair version of the ``ref_ms`` comparison (pix2pix,
+  colorization and CycleGAN only).
 - ``fp32+fused``, ``bf16``, ``fast+cl`` (``fast`` with channels_last on any device): for
   ablations. On the CPU channels_last does not pay: PyTorch's CPU kernels for reflection
   padding (its backward), instance norm, convolution backward and the fused Adam make
@@ -137,6 +143,7 @@ MODES = {
     "fast+compile": ["mixed_precision=bf16", "train.fused_adam=true", "train.tf32=true",
                      "train.compile=true"],
 }
+MODES["classic"] = MODES["fp32"]  # the same settings; the step is classic_step()
 FULL_MODES = ("fp32", "fast", "fast+compile")
 QUICK_MODES = ("fp32", "fast")
 TIME_BUDGET_S = 120.0  # timed seconds per case when --steps is not given
@@ -311,6 +318,14 @@ def run_case(case: dict) -> dict:
         preloaded = [next(source) for _ in range(2)]
         batches = itertools.cycle(preloaded)
         cuda = trainer.device.type == "cuda"
+        if mode == "classic":
+            prepared = itertools.cycle([trainer.task.prepare(b, trainer.device) for b in preloaded])
+            step_fn = classic_step(trainer, task)
+
+            def train_step(_batches):
+                step_fn(next(prepared))
+        else:
+            train_step = trainer._train_step
 
         def sync():
             if cuda:
@@ -321,14 +336,14 @@ def run_case(case: dict) -> dict:
             torch.cuda.reset_peak_memory_stats()
         warm = time.perf_counter()
         for _ in range(case.get("warmup", 1)):
-            trainer._train_step(batches)
+            train_step(batches)
         sync()
         warmup_s = time.perf_counter() - warm
         times, cpu = [], 0.0
         budget = case.get("budget_s")
         for _ in range(case["steps"]):
             c0, t0 = time.process_time(), time.perf_counter()
-            trainer._train_step(batches)
+            train_step(batches)
             sync()
             times.append(time.perf_counter() - t0)
             cpu += time.process_time() - c0
@@ -356,6 +371,97 @@ def run_case(case: dict) -> dict:
         row["vs_ref"] = 1000 * ref / ms if ref else None
         row["load1"] = load1
     return row
+
+
+def classic_step(trainer, task: str):
+    """A training step as the classic reference code writes it, on ``trainer``'s networks
+    and optimizers' settings but with none of the engine (no Accelerate, no loss
+    bookkeeping, no finiteness checks). Returns ``step(batch)``."""
+    import random
+
+    import torch
+    import torch.nn.functional as F
+
+    if task not in ("pix2pix", "colorization", "cyclegan"):
+        raise SystemExit(f"bench train: the classic step is written for pix2pix, colorization "
+                         f"and cyclegan, not {task}")
+    G, D = trainer.G, trainer.D
+    t = trainer.config.train
+    opt_G = torch.optim.Adam([p for n in G.values() for p in n.parameters()], lr=t.lr_g, betas=tuple(t.betas))
+    opt_D = torch.optim.Adam([p for n in D.values() for p in n.parameters()], lr=t.lr_d, betas=tuple(t.betas))
+
+    def grad(nets, on):
+        for net in nets:
+            for p in net.parameters():
+                p.requires_grad = on
+
+    def bce(pred, real):
+        return F.binary_cross_entropy_with_logits(pred, torch.full_like(pred, float(real)))
+
+    def mse(pred, real):
+        return F.mse_loss(pred, torch.full_like(pred, float(real)))
+
+    if task != "cyclegan":
+        g, d = G["G"], D["D"]
+
+        def step(batch):
+            A, B = batch["A"], batch["B"]
+            fake = g(A)
+            grad([d], True)
+            opt_D.zero_grad()
+            fake_AB = torch.cat([A, fake], 1)
+            loss_D = 0.5 * (bce(d(fake_AB.detach()), 0) + bce(d(torch.cat([A, B], 1)), 1))
+            loss_D.backward()
+            opt_D.step()
+            grad([d], False)
+            opt_G.zero_grad()
+            loss_G = bce(d(fake_AB), 1) + 100 * F.l1_loss(fake, B)
+            loss_G.backward()
+            opt_G.step()
+
+        return step
+
+    ga, gb, da, db = G["G_A"], G["G_B"], D["D_A"], D["D_B"]
+    pools: dict[str, list] = {"A": [], "B": []}
+    rng = random.Random(0)
+
+    def query(pool, images):  # one image at a time, as the reference's pool
+        out = []
+        for image in images:
+            image = image.detach().unsqueeze(0)
+            if len(pool) < 50:
+                pool.append(image)
+                out.append(image)
+            elif rng.random() > 0.5:
+                i = rng.randrange(50)
+                out.append(pool[i].clone())
+                pool[i] = image
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def step(batch):
+        A, B = batch["A"], batch["B"]
+        fake_B = ga(A)
+        rec_A = gb(fake_B)
+        fake_A = gb(B)
+        rec_B = ga(fake_A)
+        grad([da, db], False)
+        opt_G.zero_grad()
+        idt_A, idt_B = ga(B), gb(A)
+        loss_G = (mse(da(fake_B), 1) + mse(db(fake_A), 1)
+                  + 10 * F.l1_loss(rec_A, A) + 10 * F.l1_loss(rec_B, B)
+                  + 5 * F.l1_loss(idt_A, B) + 5 * F.l1_loss(idt_B, A))
+        loss_G.backward()
+        opt_G.step()
+        grad([da, db], True)
+        opt_D.zero_grad()
+        for d, real, fake, pool in ((da, B, fake_B, pools["A"]), (db, A, fake_A, pools["B"])):
+            fake = query(pool, fake)
+            (0.5 * (mse(d(real), 1) + mse(d(fake.detach()), 0))).backward()
+        opt_D.step()
+
+    return step
 
 
 # --------------------------------------------------------------------------- bf16 vs fp32
