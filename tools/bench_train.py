@@ -20,7 +20,8 @@ Cases (full-size networks with their default init; speed does not depend on the 
 
 Modes (``--modes``; all keep the task's losses and its order of updates):
 
-- ``fp32``: the classic reference's settings: float32, NCHW, the for-each Adam, no TF32,
+- ``fp32``: the classic reference's settings: float32, NCHW, PyTorch's default Adam (per parameter
+  on the CPU, for-each on CUDA), no TF32,
   no compile.
 - ``fast``: bf16 autocast, fused Adam, and on CUDA also channels_last and TF32.
 - ``fast+compile``: ``fast`` with ``train.compile=true`` (not run by ``--quick``: on a
