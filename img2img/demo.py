@@ -76,6 +76,11 @@ def run_demo(
 
 def _report(kind: str, summary: dict) -> None:
     run_dir = Path(summary["run_dir"])
+    if "stopped_at" in summary:
+        print(f"\ndemo '{kind}' stopped by a signal at step {summary['stopped_at']} after "
+              f"{summary['seconds']:.0f} s; its checkpoint is in {run_dir / 'checkpoints'} "
+              f"(running the demo again starts it afresh)")
+        return
     lines = [
         "",
         f"demo '{kind}' finished in {summary['seconds']:.0f} s ({summary['step']} steps)",

@@ -133,6 +133,12 @@ def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+    # SIGTERM and SIGINT often reach the whole process group (Ctrl-C in a terminal, a
+    # scheduler's preemption, `timeout`). The main process then finishes its step, saves
+    # and shuts the workers down; a worker that died of the signal first would instead
+    # crash the main process with "DataLoader worker ... is killed by signal".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # --------------------------------------------------------------------------- trainer

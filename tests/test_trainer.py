@@ -236,17 +236,25 @@ def test_keep_last_prunes_old_checkpoints(task_data, tmp_path):
 # --------------------------------------------------------------------------- signals and NaN
 
 
-def test_sigterm_saves_and_exits_zero(task_data, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2], ids=["main-process", "group-with-workers"])
+def test_sigterm_saves_and_exits_zero(task_data, tmp_path, workers):
+    """SIGTERM to the trainer, or to its whole process group with DataLoader workers (a
+    terminal's Ctrl-C, a scheduler's preemption, `timeout`): one checkpoint, exit 0."""
     run = tmp_path / "run"
-    cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=100000"))
+    cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=100000",
+                                           f"data.num_workers={workers}"))
     save_config(cfg, tmp_path / "c.yaml")
-    proc = subprocess.Popen(_train_cmd(tmp_path / "c.yaml"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(_train_cmd(tmp_path / "c.yaml"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     deadline = time.time() + 240
     while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 2:
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.time() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    if workers:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     checkpoints = list_checkpoints(run)
@@ -254,6 +262,7 @@ def test_sigterm_saves_and_exits_zero(task_data, tmp_path):
     state = json.loads((checkpoints[0] / "trainer_state.json").read_text())
     assert state["step"] >= 2
     assert "saving a checkpoint" in err.decode()
+    assert "Traceback" not in err.decode()
 
 
 def test_nonfinite_loss_stops_with_term_and_step(task_data, tmp_path):
