@@ -47,3 +47,21 @@ def test_missing_root_exit_2(tmp_path, capsys):
     cfg.write_text(f"task: colorization\ndata:\n  root: {tmp_path / 'nope'}\n")
     assert main(["data", "check", str(cfg)]) == 2
     assert "folder not found" in capsys.readouterr().err
+
+
+def test_settings_training_would_refuse_are_reported(tmp_path, capsys):
+    cfg = _data(tmp_path)
+    assert main(["data", "check", str(cfg), "task=srgan", "model.generator.name=srresnet", "data.scale=4",
+                 "data.gt_size=130"]) == 2
+    assert "data.gt_size: 130 is not a multiple of data.scale (4)" in capsys.readouterr().err
+
+
+def test_corrupt_png_found_by_the_check(tmp_path, capsys):
+    cfg = _data(tmp_path)
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 32, 3), dtype=np.uint8)).save(
+        tmp_path / "d" / "train" / "x.png")
+    data = bytearray((tmp_path / "d" / "train" / "x.png").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "d" / "train" / "x.png").write_bytes(bytes(data))
+    assert main(["data", "check", str(cfg)]) == 2
+    assert f"BAD {tmp_path / 'd' / 'train' / 'x.png'}: corrupt PNG" in capsys.readouterr().out

@@ -414,6 +414,37 @@ def test_decode_failure_in_a_sample_names_the_file(aligned):
     assert str(path) in str(err.value)
 
 
+def test_skip_also_drops_a_file_that_fails_only_when_decoded(tmp_path, caplog):
+    """A JPEG whose compressed data is corrupt but complete passes the fast check; under
+    data.on_error=skip the training set serves the next sample in its place with one
+    warning naming the file; under raise the error names it."""
+    rng = np.random.default_rng(3)
+    (tmp_path / "train").mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "train" / f"{i}.jpg")
+    bad = tmp_path / "train" / "1.jpg"
+    data = bytearray(bad.read_bytes())
+    for i in range(300, len(data) - 10, 40):  # wreck the scan data, keep the end marker
+        data[i] = 0xFF if data[i] != 0xFF else 0
+    bad.write_bytes(bytes(data))
+    extra = ("data.preprocess=crop", "data.crop_size=32")
+
+    strict = build_dataset(config(tmp_path, "colorization", *extra), "train")
+    assert len(strict) == 4  # the fast check let it through
+    with pytest.raises(DataError, match="1.jpg"):
+        strict[(1, 5)]
+
+    lenient = build_dataset(config(tmp_path, "colorization", *extra, "data.on_error=skip"), "train")
+    with caplog.at_level(logging.WARNING, logger="img2img"):
+        got = lenient[(1, 5)]
+        again = lenient[(1, 5)]
+    assert torch.equal(got["B"], lenient[(2, 5)]["B"])  # the next sample, same seed
+    assert torch.equal(got["B"], again["B"])
+    warned = [r.getMessage() for r in caplog.records if "skipping a bad file" in r.getMessage()]
+    assert len(warned) == 1 and str(bad) in warned[0]
+    assert lenient[(0, 5)]["B"].shape[-2:] == (32, 32)
+
+
 def test_datasets_pickle_for_spawned_workers(aligned, hr_folder):
     import pickle
 

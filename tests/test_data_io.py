@@ -255,6 +255,39 @@ def test_refuses_zero_byte_not_image_truncated_missing(tmp_path):
     assert "corrupt" in _message(tmp_path / "cut16.png") or "truncated" in _message(tmp_path / "cut16.png")
 
 
+def test_png_with_a_corrupt_byte_is_refused_everywhere(tmp_path):
+    """PNG chunks carry CRCs: one flipped byte in the pixel data is caught by the reader,
+    the fast check and the full check (Pillow alone decodes such a file silently)."""
+    noise = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "good.png")
+    data = bytearray((tmp_path / "good.png").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "flip.png").write_bytes(bytes(data))
+    assert "corrupt PNG (bad checksum in the IDAT chunk)" in _message(tmp_path / "flip.png")
+    for full in (False, True):
+        assert inspect_image(tmp_path / "flip.png", full_decode=full) == (
+            None, "corrupt PNG (bad checksum in the IDAT chunk)")
+        assert inspect_image(tmp_path / "good.png", full_decode=full) == ((64, 64), None)
+    cut = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "noend.png").write_bytes(cut[:-12])  # IEND chunk missing
+    assert "truncated PNG (no IEND chunk)" in _message(tmp_path / "noend.png")
+
+
+def test_png_orientation_after_the_pixels_counts_in_the_fast_check(tmp_path):
+    """An eXIf chunk may follow IDAT; the fast check (sizes of pairs) must see it as the
+    reader does."""
+    image = ramp(16, 24)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise: shown 16 wide, 24 tall
+    plain = png_bytes(image, color_type=2, bit_depth=8)
+    iend = plain.index(b"IEND") - 4
+    data = exif.tobytes()
+    chunk = struct.pack(">I", len(data)) + b"eXIf" + data + struct.pack(">I", zlib.crc32(b"eXIf" + data) & 0xFFFFFFFF)
+    (tmp_path / "late.png").write_bytes(plain[:iend] + chunk + plain[iend:])
+    assert read_image(tmp_path / "late.png").shape == (24, 16, 3)
+    assert inspect_image(tmp_path / "late.png") == ((16, 24), None)
+
+
 def test_pixel_limit_checked_on_header(tmp_path):
     Image.fromarray(ramp(40, 50)).save(tmp_path / "big.png")
     message = _message(tmp_path / "big.png", max_pixels=1999)

@@ -19,8 +19,9 @@ from img2img.errors import DataError
 
 def check_config_data(config: Any, out=print) -> int:
     """Print the report for ``config``; returns the number of problems."""
-    from img2img.data.datasets import collect_split
+    from img2img.data.datasets import check_data_settings, collect_split
 
+    check_data_settings(config)
     out(f"task {config.task}, data.root {config.data.root}")
     problems = 0
     for split in ("train", "val"):

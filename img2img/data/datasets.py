@@ -104,11 +104,20 @@ def _limit_worker_threads() -> None:
 
 
 class _ImageDataset(Dataset):
-    """Shared reading options and the (index, seed) protocol."""
+    """Shared reading options and the (index, seed) protocol.
+
+    ``skip_bad`` (set for training sets under ``data.on_error=skip``): a file that passed
+    the check before training but fails when decoded (a JPEG whose compressed data is
+    corrupt yet complete) is skipped with a warning naming it, and the next sample (same
+    seed) is served in its place, so the run goes on; otherwise the DataError stands.
+    """
+
+    skip_bad = False
 
     def __init__(self, *, max_pixels: int | None = None, alpha: str = "white") -> None:
         self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
         self.alpha = alpha
+        self._bad_seen: set[str] = set()
 
     def _load(self, path: Path) -> np.ndarray:
         image, _ = load_image(path, max_pixels=self.max_pixels, alpha=self.alpha)
@@ -120,7 +129,18 @@ class _ImageDataset(Dataset):
     def __getitem__(self, key: Any) -> dict[str, Any]:
         index, seed = parse_key(key, len(self))
         _limit_worker_threads()
-        return self.sample(index, seed)
+        if not self.skip_bad:
+            return self.sample(index, seed)
+        first_error = None
+        for step in range(len(self)):
+            try:
+                return self.sample((index + step) % len(self), seed)
+            except DataError as err:
+                first_error = first_error or err
+                if str(err) not in self._bad_seen:
+                    self._bad_seen.add(str(err))
+                    log.warning("skipping a bad file (data.on_error=skip): %s", err)
+        raise DataError(f"no readable sample left in the data set; the first error was: {first_error}")
 
     def sample(self, index: int, seed: int) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
@@ -320,6 +340,21 @@ def make_lr(hr: np.ndarray, scale: int, quantize: bool = True) -> np.ndarray:
     return quantize_like(lr, hr) if quantize else np.ascontiguousarray(lr)
 
 
+def _check_gt_size(gt_size: int, scale: int) -> None:
+    if gt_size % scale:
+        raise ConfigError(
+            f"data.gt_size: {gt_size} is not a multiple of data.scale ({scale}); use e.g. "
+            f"{gt_size - gt_size % scale} or {gt_size - gt_size % scale + scale}"
+        )
+
+
+def check_data_settings(config: Any) -> None:
+    """The settings no data set of ``config`` could be built with (beyond the config
+    schema's own checks): one ConfigError, before any file is read."""
+    if config.task == "srgan":
+        _check_gt_size(config.data.gt_size, config.data.scale)
+
+
 class SRDataset(_ImageDataset):
     """Super-resolution data: HR images; LR made by MATLAB-bicubic downscaling on the fly,
     or read from matching files.
@@ -352,11 +387,8 @@ class SRDataset(_ImageDataset):
         super().__init__(max_pixels=max_pixels, alpha=alpha)
         if scale < 1:
             raise ValueError(f"scale must be >= 1, got {scale}")
-        if train and gt_size % scale:
-            raise ConfigError(
-                f"data.gt_size: {gt_size} is not a multiple of data.scale ({scale}); use e.g. "
-                f"{gt_size - gt_size % scale} or {gt_size - gt_size % scale + scale}"
-            )
+        if train:
+            _check_gt_size(gt_size, scale)
         self.items = [(Path(hr), None if lr is None else Path(lr)) for hr, lr in items]
         self.scale = scale
         self.gt_size = gt_size
@@ -790,12 +822,8 @@ def build_dataset(config: Any, split: str) -> Dataset | None:
     raise one DataError listing them all (``data.on_error=raise``) or are dropped with a
     warning (``skip``). A missing or empty root is a DataError, never an empty dataset.
     """
-    if config.task == "srgan" and split == "train" and config.data.gt_size % config.data.scale:
-        g, s = config.data.gt_size, config.data.scale
-        raise ConfigError(
-            f"data.gt_size: {g} is not a multiple of data.scale ({s}); use e.g. "
-            f"{g - g % s} or {g - g % s + s}"
-        )
+    if split == "train":
+        check_data_settings(config)
     found = collect_split(config, split)
     if found is None:
         return None
@@ -806,5 +834,7 @@ def build_dataset(config: Any, split: str) -> Dataset | None:
     if count == 0:
         raise DataError(f"no usable images left in {found.where} ({split} split)")
     dataset = dataset_from_files(config, found)
+    if split == "train" and config.data.on_error == "skip":
+        dataset.skip_bad = True
     log.debug("%s %s split: %d samples from %s", config.task, split, len(dataset), found.where)
     return dataset

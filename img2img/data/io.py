@@ -30,6 +30,7 @@ import dataclasses
 import os
 import threading
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -131,9 +132,8 @@ def _orientation(im: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _header_orientation(im: Image.Image) -> int:
-    """The EXIF orientation found in the header alone (PNG: an eXIf chunk before IDAT)."""
-    raw = im.info.get("exif")
+def _exif_orientation(raw: bytes | None) -> int:
+    """The orientation tag of a raw EXIF block (1 when there is none or it is broken)."""
     if not raw:
         return 1
     try:
@@ -166,6 +166,30 @@ def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     if orientation == 8:  # rotate 90 counter-clockwise
         return np.rot90(array, 1)
     return array
+
+
+def _png_walk(path: Path) -> tuple[str | None, bytes | None]:
+    """Walk a PNG's chunks to IEND checking every CRC: ``(problem, exif)`` where problem
+    is None for an intact file, and exif is the eXIf chunk's data wherever it sits (Pillow
+    sees one after the image data only once the pixels are decoded). Cheap next to
+    decoding: one read of the file and a CRC32 over it."""
+    data = memoryview(path.read_bytes())
+    pos, exif = 8, None
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = bytes(data[pos + 4 : pos + 8])
+        end = pos + 12 + length
+        name = kind.decode("latin-1")
+        if end > len(data):
+            return f"truncated PNG (the {name} chunk runs past the end of the file)", exif
+        if zlib.crc32(data[pos + 4 : end - 4]) != int.from_bytes(data[end - 4 : end], "big"):
+            return f"corrupt PNG (bad checksum in the {name} chunk)", exif
+        if kind == b"eXIf":
+            exif = bytes(data[pos + 8 : end - 4])
+        if kind == b"IEND":
+            return None, exif
+        pos = end
+    return "truncated PNG (no IEND chunk)", exif
 
 
 def _png_header(path: Path) -> tuple[int, int]:
@@ -308,6 +332,11 @@ def load_image(
         route = "pil"
         png_colour_type = None
         if fmt == "PNG":
+            problem, exif = _png_walk(path)
+            if problem:
+                raise DataError(f"{path}: {problem}")
+            if orientation == 1:
+                orientation = _exif_orientation(exif)
             png_bits, png_colour_type = _png_header(path)
             if png_bits == 16:
                 bit_depth = 16
@@ -560,13 +589,11 @@ def inspect_image(
             fmt = im.format
             if fmt == "PNG":
                 # Pillow's getexif() on a PNG decodes the pixels unless the eXIf chunk came
-                # before the image data; read only what the header gave.
-                size = _oriented_size(im.size, _header_orientation(im))
-                try:
-                    im.verify()
-                except Exception as err:
-                    raise DataError(f"{path}: truncated or corrupt PNG ({err})") from None
-                return size, None
+                # before the image data; the chunk walk finds it wherever it is.
+                problem, exif = _png_walk(path)
+                if problem:
+                    raise DataError(f"{path}: {problem}")
+                return _oriented_size(im.size, _exif_orientation(exif)), None
             size = _oriented_size(im.size, _orientation(im))
             if fmt in ("JPEG", "MPO") and _jpeg_complete(path):
                 return size, None
