@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 import threading
 import zipfile
@@ -141,14 +142,64 @@ def test_sr_benchmark_lr_made_with_matlab_imresize(tmp_path):
         np.testing.assert_array_equal(np.rint(lr * 255), expected)
 
 
-def test_incomplete_target_is_rebuilt(tmp_path):
+def test_a_folder_prepare_did_not_make_is_never_overwritten(tmp_path):
     rng = np.random.default_rng(4)
     archive = make_tar(tmp_path / "maps.tar.gz", {"maps/train/1.png": png(rng)})
+    spec = spec_for(archive, "maps", ((0, "maps/", ""),))
     out = tmp_path / "out"
-    (out / "maps" / "train").mkdir(parents=True)
-    (out / "maps" / "train" / "stale.png").write_bytes(b"half")
-    target = prepare(spec_for(archive, "maps", ((0, "maps/", ""),)), out, archive, progress=False)
+    (out / "maps" / "mywork").mkdir(parents=True)
+    (out / "maps" / "mywork" / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="already exists and was not made by img2img data prepare") as err:
+        prepare(spec, out, archive, progress=False)
+    assert str(out / "maps") in str(err.value)
+    assert (out / "maps" / "mywork" / "notes.txt").read_text() == "mine"
+    (out / "maps" / "mywork" / "notes.txt").unlink()
+    (out / "maps" / "mywork").rmdir()
+    target = prepare(spec, out, archive, progress=False)  # an empty folder is fine
     assert [p.name for p in (target / "train").iterdir()] == ["1.png"]
+    assert json.loads((target / ".complete").read_text())["name"] == "maps"
+
+
+def test_a_given_archive_inside_downloads_is_kept_on_a_bad_checksum(tmp_path):
+    rng = np.random.default_rng(5)
+    out = tmp_path / "out"
+    (out / ".downloads").mkdir(parents=True)
+    archive = make_tar(out / ".downloads" / "facades.tar.gz", {"facades/train/1.png": png(rng)})
+    spec = DatasetSpec(name="facades", kind="test", description="test",
+                       archives=(Archive("http://127.0.0.1:9/x", archive.name, sha256="0" * 64),),
+                       members=((0, "facades/", ""),))
+    for given in (archive, out / ".downloads"):
+        with pytest.raises(DataError, match="sha256 is"):
+            prepare(spec, out, given, progress=False)
+        assert archive.is_file()
+
+
+def test_two_archive_set_with_one_file_says_what_it_needs(tmp_path):
+    rng = np.random.default_rng(9)
+    a = make_zip(tmp_path / "one.zip", {"one/1.png": png(rng)})
+    spec = DatasetSpec(name="two", kind="test", description="test",
+                       archives=(Archive("http://127.0.0.1:9/one.zip", "one.zip"),
+                                 Archive("http://127.0.0.1:9/two.zip", "two.zip")),
+                       members=((0, "one/", "train/"), (1, "two/", "val/")))
+    with pytest.raises(DataError, match=r"two needs 2 archives \(one.zip, two.zip\); pass the folder"):
+        prepare(spec, tmp_path / "out", a, verify=False, progress=False)
+    with pytest.raises(DataError, match=f"--archive: {tmp_path} has no two.zip"):
+        prepare(spec, tmp_path / "out", tmp_path, verify=False, progress=False)
+
+
+def test_archive_problems_name_the_archive(tmp_path):
+    rng = np.random.default_rng(11)
+    archive = make_zip(tmp_path / "facades.zip", {"facades/train/1.png": png(rng), "facades/../../x.txt": b"x"})
+    with pytest.raises(DataError) as err:
+        prepare(spec_for(archive, "facades", ((0, "facades/", ""),)), tmp_path / "out", archive, progress=False)
+    assert str(err.value).startswith(f"{archive}: unsafe archive member")
+    good = make_zip(tmp_path / "good.zip", {"facades/train/1.png": png(rng)})
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(good.read_bytes()[:-30])
+    with pytest.raises(DataError) as err:
+        prepare(spec_for(cut, "facades", ((0, "facades/", ""),)), tmp_path / "out", cut, progress=False)
+    assert str(err.value) == (f"{cut}: truncated or corrupt zip archive (its table of contents at the end "
+                              "is missing or damaged); download it again")
 
 
 # --------------------------------------------------------------------------- refusals

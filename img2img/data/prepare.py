@@ -20,8 +20,9 @@ Steps, each safe to interrupt and re-run:
    scale, LR rounded to 8 bits, same file names);
 5. rename the temporary folder to ``DIR/NAME`` and write ``DIR/NAME/.complete``.
 
-A ``DIR/NAME`` without ``.complete`` (an interrupted step 5) is rebuilt; one with it is
-left alone. Archives stay in ``DIR/.downloads`` (delete them when done; the four SR
+``.complete`` is written before the rename, so ``DIR/NAME`` appears whole or not at all:
+one with it is left alone (reported as prepared), and a non-empty ``DIR/NAME`` without it
+is not img2img's and is refused, never overwritten. Archives stay in ``DIR/.downloads`` (delete them when done; the four SR
 benchmarks share one archive).
 """
 
@@ -350,7 +351,14 @@ def _members(archive_path: Path) -> Iterator[tuple[PurePosixPath, Any]]:
     try:
         tf = tarfile.open(archive_path)
     except (tarfile.TarError, OSError) as err:
-        raise DataError(f"{archive_path}: not a zip or tar archive ({err})") from None
+        with open(archive_path, "rb") as f:
+            magic = f.read(4)
+        if magic == b"PK\x03\x04":
+            raise DataError(
+                f"{archive_path}: truncated or corrupt zip archive (its table of contents "
+                "at the end is missing or damaged); download it again") from None
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{archive_path}: not a zip or tar archive ({reason})") from None
     with tf:
         members = tf.getmembers()
         files = []
@@ -393,6 +401,10 @@ def extract(
                     shutil.copyfileobj(source, sink, CHUNK)
                 counts[src] += 1
                 break
+    except DataError as err:
+        if str(err).startswith(str(archive_path)):
+            raise
+        raise DataError(f"{archive_path}: {err}") from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
         if isinstance(err, OSError) and err.errno in (28, 13, 122):
             raise
@@ -427,25 +439,38 @@ def make_lr_folders(hr_dir: Path, scales: tuple[int, ...]) -> dict[int, int]:
 # --------------------------------------------------------------------------- prepare
 
 
-def _archive_paths(spec: DatasetSpec, out: Path, given: Path | None, progress: bool) -> list[Path]:
+def _archive_paths(
+    spec: DatasetSpec, out: Path, given: Path | None, progress: bool
+) -> list[tuple[Path, bool]]:
+    """``(path, downloaded)`` per archive of ``spec``: from ``given`` (a file, or a folder
+    holding the archives by name) when there is one, else from ``out/.downloads``
+    (downloaded when missing). ``downloaded`` is True for files of ``.downloads`` that the
+    user did not name, the only ones a failed check may delete."""
+    if given is not None and not given.exists():
+        raise DataError(f"--archive: not found: {given}")
+    names = ", ".join(a.filename for a in spec.archives)
     paths = []
     for archive in spec.archives:
         if given is not None:
             if given.is_dir():
                 candidate = given / archive.filename
                 if candidate.is_file():
-                    paths.append(candidate)
+                    paths.append((candidate, False))
                     continue
-            elif given.is_file() and (len(spec.archives) == 1 or given.name == archive.filename):
-                paths.append(given)
+                raise DataError(
+                    f"--archive: {given} has no {archive.filename}; {spec.name} needs "
+                    f"{names} (put them all in that folder)")
+            if len(spec.archives) == 1 or given.name == archive.filename:
+                paths.append((given, False))
                 continue
-            elif not given.exists():
-                raise DataError(f"--archive: not found: {given}")
+            raise DataError(
+                f"--archive: {spec.name} needs {len(spec.archives)} archives ({names}); "
+                f"pass the folder that holds them all, not the file {given}")
         local = out / ".downloads" / archive.filename
         if not local.is_file():
             print(f"downloading {archive.url}")
             download(archive.url, local, expected_size=archive.size, progress=progress)
-        paths.append(local)
+        paths.append((local, True))
     return paths
 
 
@@ -464,22 +489,29 @@ def prepare(
     if (target / ".complete").is_file():
         print(f"{spec.name} is already prepared in {target}")
         return target
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        # .complete is written inside the temporary folder before its rename, so an
+        # img2img-made folder always has it: this one is the user's.
+        raise DataError(
+            f"{target} already exists and was not made by img2img data prepare (it has no "
+            f".complete file); move it away or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     given = Path(archive).expanduser() if archive else None
-    paths = _archive_paths(spec, out, given, progress)
+    found = _archive_paths(spec, out, given, progress)
+    paths = [path for path, _ in found]
     hashes = []
-    for path, entry in zip(paths, spec.archives):
+    for (path, downloaded), entry in zip(found, spec.archives):
         if verify:
             try:
                 hashes.append(verify_archive(path, entry))
             except DataError:
-                if path.parent == out / ".downloads":
-                    path.unlink()  # a bad download must not be reused
+                if downloaded:
+                    path.unlink()  # a bad download must not be reused; a given file is kept
                 raise
         else:
             computed = file_hashes(path)
             hashes.append(computed)
-            print(f"not verified ({entry.filename}): sha256 {computed['sha256']}")
+            print(f"not verified ({path}): sha256 {computed['sha256']}")
     tmp = out / f".tmp-{spec.name}-{os.getpid()}"
     for stale in out.glob(f".tmp-{spec.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -496,19 +528,19 @@ def prepare(
                     )
         if spec.lr_scales:
             make_lr_folders(tmp / "HR", spec.lr_scales)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        record = {
+            "name": spec.name,
+            "archives": [
+                {"url": a.url, "file": str(p), **h} for a, p, h in zip(spec.archives, paths, hashes)
+            ],
+        }
+        (tmp / ".complete").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        if target.is_dir():  # empty (checked above)
+            target.rmdir()
+        os.replace(tmp, target)  # the folder appears whole, marker included
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    record = {
-        "name": spec.name,
-        "archives": [
-            {"url": a.url, "file": str(p), **h} for a, p, h in zip(spec.archives, paths, hashes)
-        ],
-    }
-    (target / ".complete").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return target
 
 
