@@ -288,6 +288,19 @@ def test_png_orientation_after_the_pixels_counts_in_the_fast_check(tmp_path):
     assert inspect_image(tmp_path / "late.png") == ((16, 24), None)
 
 
+def test_float_tiff_that_pillow_cannot_open(tmp_path):
+    """32-bit float RGB TIFF (Pillow has no mode for it) goes through tifffile: clipped to
+    [0, 1], same pixel limit, same checks."""
+    values = np.random.default_rng(4).random((5, 7, 3)).astype(np.float32) * 1.4 - 0.2
+    tifffile.imwrite(tmp_path / "f.tif", values)
+    got = read_image(tmp_path / "f.tif")
+    np.testing.assert_array_equal(got, np.clip(values, 0, 1))
+    assert inspect_image(tmp_path / "f.tif") == ((7, 5), None)
+    assert "above the limit of 34" in _message(tmp_path / "f.tif", max_pixels=34)
+    (tmp_path / "junk.tif").write_bytes(b"II*\x00" + b"\xff" * 40)
+    assert str(tmp_path / "junk.tif") in _message(tmp_path / "junk.tif")
+
+
 def test_pixel_limit_checked_on_header(tmp_path):
     Image.fromarray(ramp(40, 50)).save(tmp_path / "big.png")
     message = _message(tmp_path / "big.png", max_pixels=1999)

@@ -111,17 +111,57 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
             raise DataError(f"{path}: not an image file (or a format Pillow cannot read)") from None
         except (OSError, SyntaxError, ValueError, EOFError) as err:
             raise DataError(f"{path}: cannot open the image ({err})") from None
-    width, height = im.size
-    if width * height > max_pixels:
+    try:
+        _check_pixels(path, *im.size, max_pixels)
+    except DataError:
         im.close()
+        raise
+    return im
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
         raise DataError(
             f"{path}: {width}x{height} = {width * height:,} pixels is above the limit of "
             f"{max_pixels:,} (data.max_pixels); raise data.max_pixels if the file is trusted"
         )
     if width < 1 or height < 1:
-        im.close()
         raise DataError(f"{path}: image has no pixels ({width}x{height})")
-    return im
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _load_tiff_without_pillow(path: Path, max_pixels: int, alpha: str) -> tuple[np.ndarray, ImageInfo]:
+    """TIFFs Pillow cannot open (float RGB, BigTIFF, ...) through tifffile alone, with
+    the same pixel limit (from the header) and orientation handling."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            height = page.shape[page.axes.index("Y")]
+            width = page.shape[page.axes.index("X")]
+            tag = page.tags.get(274)
+            orientation = int(tag.value) if tag is not None and 1 <= int(tag.value) <= 8 else 1
+    except Exception as err:  # tifffile raises many types on bad files
+        raise DataError(f"{path}: not an image file that img2img can read ({err})") from None
+    _check_pixels(path, width, height, max_pixels)
+    try:
+        raw = apply_orientation(_decode_tiff(path), orientation)
+    except DataError:
+        raise
+    except Exception as err:
+        raise DataError(f"{path}: truncated or corrupt image data ({err})") from None
+    channels = 1 if raw.ndim == 2 else raw.shape[2]
+    info = ImageInfo(
+        path=str(path), format="TIFF", mode=str(raw.dtype), size=(int(raw.shape[1]), int(raw.shape[0])),
+        channels=channels, bit_depth=raw.dtype.itemsize * 8, has_alpha=channels in (2, 4),
+        orientation=orientation,
+    )
+    return _to_rgb01(raw, alpha, path), info
 
 
 def _orientation(im: Image.Image) -> int:
@@ -319,7 +359,12 @@ def load_image(
         raise ValueError(f"alpha must be 'white' or 'drop', got {alpha!r}")
     path = Path(path)
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
-    im = _open(path, limit)
+    try:
+        im = _open(path, limit)
+    except DataError as err:
+        if "not an image file" in str(err) and _is_tiff(path):
+            return _load_tiff_without_pillow(path, limit, alpha)
+        raise
     try:
         fmt = im.format or "?"
         mode = im.mode
@@ -584,7 +629,12 @@ def inspect_image(
         if full_decode:
             _, info = load_image(path, max_pixels=limit)
             return info.size, None
-        im = _open(path, limit)
+        try:
+            im = _open(path, limit)
+        except DataError as err:
+            if "not an image file" in str(err) and _is_tiff(path):  # tifffile decodes it
+                return load_image(path, max_pixels=limit)[1].size, None
+            raise
         try:
             fmt = im.format
             if fmt == "PNG":
