@@ -67,6 +67,7 @@ class GeneratorConfig:
     padding: str = field(default="reflect", metadata=_choices("reflect", "replicate", "zero"))
     init: str = field(default="normal", metadata=_choices(*INITS))
     init_gain: float = field(default=0.02, metadata={"min": 0.0})
+    value_range: str = field(default="signed", metadata=_choices("signed", "unit"))
 
 
 @dataclass

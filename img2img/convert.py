@@ -41,6 +41,11 @@ DataParallel's ``module.`` prefix:
 The config must describe the reference architecture: pix2pix ``unet_256`` with
 ``norm: batch``, CycleGAN ``resnet_9blocks`` with ``norm: instance``, SRResNet
 ``srresnet`` with the file's ``ngf``, ``n_blocks`` and ``data.scale``.
+
+**Value range.** img2img feeds every generator images in [-1, 1], as the pix2pix/CycleGAN
+reference does; BasicSR trains MSRResNet on [0, 1]. A BasicSR file (keys ``conv_first``
+... ``conv_last``) therefore gets ``model.generator.value_range: unit`` (the network maps
+its input to [0, 1] and its output back), recorded in the exported ``config.json``.
 """
 
 from __future__ import annotations
@@ -166,6 +171,25 @@ def map_reference_state(
     return mapped
 
 
+def _basicsr_unit_range(config: Any, state: dict[str, torch.Tensor]) -> bool:
+    """BasicSR's MSRResNet (keys ``conv_first``/``conv_last``) is trained on [0, 1]
+    images: its weights need the SRResNet's ``value_range: unit``."""
+    return (
+        config.model.generator.name == "srresnet"
+        and config.model.generator.value_range == "signed"
+        and "conv_first.weight" in state
+        and "conv_last.weight" in state
+    )
+
+
+def _with_unit_range(config: Any) -> Any:
+    import copy
+
+    config = copy.deepcopy(config)
+    config.model.generator.value_range = "unit"
+    return config
+
+
 def import_reference_weights(
     pth_path: str | Path, config: Any, *, name: str = "G", key: str | None = None
 ) -> nn.Module:
@@ -178,8 +202,11 @@ def import_reference_weights(
         raise UserError(
             f"the {config.task} task has generators {list(generators)}, not {name!r}"
         )
-    net = generators[name]
     state = load_reference_state(pth_path, key)
+    if _basicsr_unit_range(config, state):
+        config = _with_unit_range(config)
+        generators = build_generators(config)
+    net = generators[name]
     mapped = map_reference_state(net, state, str(pth_path))
     missing = {k: v for k, v in net.state_dict().items() if k not in mapped}
     model_io.load_state_dict_strict(net, {**missing, **mapped}, str(pth_path))
@@ -208,6 +235,8 @@ def export_reference_model(
         weights = {names[0]: weights}
     if sorted(weights) != sorted(names):
         raise UserError(f"weights for {sorted(weights)} given; the {config.task} task has {names}")
+    if len(names) == 1 and _basicsr_unit_range(config, load_reference_state(weights[names[0]], key)):
+        config = _with_unit_range(config)  # saved with the model, so load() rebuilds it so
     generators = {
         name: import_reference_weights(weights[name], config, name=name, key=key) for name in names
     }

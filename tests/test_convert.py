@@ -197,15 +197,50 @@ def test_cyclegan_resnet_pths_and_dataparallel_prefix(tmp_path):
         export_reference_model(paths["G_A"], config, tmp_path / "x")
 
 
+class UnitRange(nn.Module):
+    """A [0, 1] network seen from img2img's [-1, 1] side."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net((x + 1) / 2) * 2 - 1
+
+
 def test_basicsr_msrresnet_params_ema(tmp_path):
+    """BasicSR trains MSRResNet on [0, 1] images: the import runs the layers on [0, 1]
+    (value_range unit, recorded in the exported config) so that the picture a user gets
+    is BasicSR's."""
     ema, raw = randomise(RefMSRResNet(8, 2), 4), randomise(RefMSRResNet(8, 2), 5)
     pth = tmp_path / "net_g_latest.pth"
     torch.save({"params": raw.state_dict(), "params_ema": ema.state_dict()}, pth)
     config = load_config(None, ["task=srgan", "model.generator.name=srresnet",
                                 "model.generator.ngf=8", "model.generator.n_blocks=2",
                                 "data.scale=4"])
-    same_output(import_reference_weights(pth, config), ema, (1, 3, 10, 14))
-    same_output(import_reference_weights(pth, config, key="params"), raw, (1, 3, 10, 14))
+    imported = import_reference_weights(pth, config)
+    assert imported.unit_range
+    same_output(imported, UnitRange(ema), (1, 3, 10, 14))
+    same_output(import_reference_weights(pth, config, key="params"), UnitRange(raw), (1, 3, 10, 14))
+
+    # End to end: a uint8 picture through img2img.load is BasicSR's output on [0, 1].
+    out = export_reference_model(pth, config, tmp_path / "model")
+    translator = img2img.load(out)
+    image = torch.randint(0, 256, (9, 11, 3), generator=torch.Generator().manual_seed(0)).numpy().astype("uint8")
+    with torch.no_grad():
+        expected = ema(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    expected = (expected[0].permute(1, 2, 0).clamp(0, 1) * 255).round().numpy()
+    got = translator(image)
+    assert got.shape == (36, 44, 3)
+    assert abs(got.astype(float) - expected).max() <= 1
+
+
+def test_value_range_unit_only_for_sr_generators():
+    from img2img.errors import ConfigError
+    from img2img.tasks import build_generators
+
+    with pytest.raises(ConfigError, match="value_range: 'unit'.*not unet"):
+        build_generators(load_config(None, [*UNET, "model.generator.value_range=unit"]))
 
 
 def test_mismatched_config_and_unsafe_files_are_refused(tmp_path):

@@ -9,7 +9,8 @@ the SRResNets to 16).
 Which generator keys apply: all read ``ngf``. U-Net and ResNet read ``norm`` and
 ``dropout``; only ResNet reads ``padding`` (its residual blocks). The SRResNets fix their
 normalisation by name (``srresnet``: none, ``srresnet_bn``: batch norm) and ignore
-``norm``, ``dropout`` and ``padding``.
+``norm``, ``dropout`` and ``padding``; only they read ``value_range`` (``unit``: the
+layers run on [0, 1] images, as BasicSR trains them).
 
 Weight init (``init``, ``init_gain``) is applied by :func:`build_generator` and
 :func:`build_discriminator` (see :func:`img2img.nets.layers.init_weights`), except for
@@ -75,12 +76,12 @@ def _resnet(cfg: GeneratorConfig, cin: int, cout: int, n_blocks: int | None = No
 
 def _srresnet(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Module:
     n_blocks = 16 if cfg.n_blocks is None else cfg.n_blocks
-    return SRResNet(cin, cout, cfg.ngf, n_blocks, scale)
+    return SRResNet(cin, cout, cfg.ngf, n_blocks, scale, cfg.value_range)
 
 
 def _srresnet_bn(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Module:
     n_blocks = 16 if cfg.n_blocks is None else cfg.n_blocks
-    return SRResNetBN(cin, cout, cfg.ngf, n_blocks, scale)
+    return SRResNetBN(cin, cout, cfg.ngf, n_blocks, scale, cfg.value_range)
 
 
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
@@ -110,6 +111,11 @@ def build_generator(
         raise _unknown("generator", cfg.name, GENERATORS)
     if cfg.name in SR_GENERATORS:
         return GENERATORS[cfg.name](cfg, in_channels, out_channels, scale)
+    if cfg.value_range != "signed":
+        raise ConfigError(
+            f"model.generator.value_range: 'unit' ([0, 1] inside the network, for BasicSR "
+            f"weights) applies to srresnet and srresnet_bn, not {cfg.name}"
+        )
     if scale != 1:
         raise ConfigError(
             f"model.generator.name: {cfg.name} keeps the image size and cannot upsample "

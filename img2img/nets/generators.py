@@ -230,6 +230,12 @@ class ResidualBlockNoBN(nn.Module):
         return x + self.conv2(self.relu(self.conv1(x)))
 
 
+def _unit_range(value_range: str) -> bool:
+    if value_range not in ("signed", "unit"):
+        raise ValueError(f"value_range must be 'signed' ([-1, 1]) or 'unit' ([0, 1]), got {value_range!r}")
+    return value_range == "unit"
+
+
 class SRResNet(nn.Module):
     """MSRResNet, BasicSR's modified SRResNet (Wang et al. 2018, "ESRGAN" section 3).
 
@@ -239,17 +245,22 @@ class SRResNet(nn.Module):
     residual). Linear output. Every conv is Kaiming-normal initialised times 0.1 (BasicSR's
     init); the config's ``init``/``init_gain`` do not apply. 1,517,571 parameters at x4 with
     64 features, 16 blocks, 3 channels.
+
+    Images come in and go out in [-1, 1], as everywhere in img2img. ``value_range="unit"``
+    runs the layers on [0, 1] instead (input mapped to (x + 1) / 2, output back to 2y - 1),
+    which is what weights trained by BasicSR expect.
     """
 
     def __init__(
         self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 16,
-        scale: int = 4,
+        scale: int = 4, value_range: str = "signed",
     ) -> None:
         super().__init__()
         check_sr_channels(in_channels, out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.scale, self.size_multiple = check_sr_scale(scale), 1
         self.min_size = 1
+        self.unit_range = _unit_range(value_range)
 
         self.conv_first = nn.Conv2d(in_channels, ngf, 3, padding=1)
         self.body = nn.Sequential(*(ResidualBlockNoBN(ngf) for _ in range(n_blocks)))
@@ -267,10 +278,13 @@ class SRResNet(nn.Module):
         scaled_kaiming_init(self, 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.unit_range:
+            x = (x + 1) * 0.5
         feat = self.body(self.lrelu(self.conv_first(x)))
         out = self.conv_last(self.lrelu(self.conv_hr(self.upsample(feat))))
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
-        return out + base
+        out = out + base
+        return out * 2 - 1 if self.unit_range else out
 
 
 class ResidualBlockBN(nn.Module):
@@ -298,16 +312,18 @@ class SRResNetBN(nn.Module):
     shuffle x2, PReLU; twice for x4, once with x3 for x3) -> k9 conv to the image. Linear
     output (the paper's figure has no final activation). Convs are Kaiming-normal
     initialised times 0.1 like :class:`SRResNet`; ``init``/``init_gain`` do not apply.
+    ``value_range`` as for :class:`SRResNet`.
     """
 
     def __init__(
         self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 16,
-        scale: int = 4,
+        scale: int = 4, value_range: str = "signed",
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.scale, self.size_multiple = check_sr_scale(scale), 1
         self.min_size = 1
+        self.unit_range = _unit_range(value_range)
 
         self.head = nn.Sequential(nn.Conv2d(in_channels, ngf, 9, padding=4), nn.PReLU())
         self.body = nn.Sequential(
@@ -327,5 +343,8 @@ class SRResNetBN(nn.Module):
         scaled_kaiming_init(self, 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.unit_range:
+            x = (x + 1) * 0.5
         feat = self.head(x)
-        return self.tail(self.upsample(feat + self.body(feat)))
+        out = self.tail(self.upsample(feat + self.body(feat)))
+        return out * 2 - 1 if self.unit_range else out
