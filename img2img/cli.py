@@ -72,7 +72,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("model", help="run directory, exported model directory or Hub repo id")
     p.add_argument("input", help="an image file, a folder or a glob pattern")
-    p.add_argument("--out", required=True, help="output folder (never the input folder)")
+    p.add_argument("--out", required=True,
+                   help="output folder (never the input folder); for one input file, also an "
+                        "output file name such as result.png")
     p.add_argument("--tile", type=int, default=0, help="tile size in pixels (0: whole image)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles")
     p.add_argument("--batch-size", type=int, default=1)

@@ -817,6 +817,11 @@ def collect_inputs(spec: str, out_dir: Path) -> tuple[list[PredictItem], Path | 
             f"--out {out_dir} is the input folder; choose another output folder "
             "(predict never writes into the folder it reads from)"
         )
+    if input_dir is not None and input_dir.resolve().is_relative_to(out_resolved):
+        raise UserError(
+            f"--out {out_dir} contains the input folder {input_dir}; choose an output folder "
+            "outside it (one inside the input folder is fine)"
+        )
     if input_dir is not None:
         files = [p for p in files if not p.resolve().is_relative_to(out_resolved)]
     if not files:
@@ -852,6 +857,25 @@ def check_outputs(items: list[PredictItem], out_dir: Path) -> None:
             )
 
 
+def _single_output_file(spec: str, out: Path) -> Path | None:
+    """``out`` itself when one input file is translated to a file name given with an
+    image suffix (``--out result.png``), else None (``out`` is a folder)."""
+    from img2img.data.io import IMAGE_EXTENSIONS
+
+    if Path(spec).expanduser().is_file() and out.suffix.lower() in IMAGE_EXTENSIONS and not out.is_dir():
+        return out
+    return None
+
+
+def _make_output_folder(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder; give a folder for the outputs")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out_dir}: cannot create the folder ({err.strerror or err})") from None
+
+
 def _read_for_predict(path: Path) -> tuple[np.ndarray, int]:
     """The image as uint8 (8-bit files) or uint16 (deeper files), and the PNG bit depth
     its output gets: 16 when the input had more than 8 bits, else 8."""
@@ -873,9 +897,17 @@ def cli_predict(args: Any) -> int:
     from img2img.errors import DataError
 
     check_tiling(args.tile, args.tile_overlap, args.batch_size)
+    if not args.out.strip():
+        raise UserError("--out is empty; give the output folder (or, for one input file, the output file)")
     out_dir = Path(args.out).expanduser()
-    items, _ = collect_inputs(args.input, out_dir)
+    target_file = _single_output_file(args.input, out_dir)
+    if target_file is not None:  # predict photo.jpg --out result.png
+        out_dir = target_file.parent
+        items = [PredictItem(Path(args.input).expanduser(), Path(target_file.name))]
+    else:
+        items, _ = collect_inputs(args.input, out_dir)
     check_outputs(items, out_dir)
+    _make_output_folder(out_dir)
     translator = load(
         args.model,
         device=args.device,
@@ -908,12 +940,24 @@ def cli_predict(args: Any) -> int:
                 continue
             outputs = translator(arrays)
             for item, output, depth in zip(ready, outputs, depths):
-                write_image(out_dir / item.relative, output, bit_depth=depth)
+                target = out_dir / item.relative
+                if depth == 16 and target.suffix.lower() not in (".png", ".tif", ".tiff"):
+                    depth = 8  # e.g. --out result.jpg: 8-bit formats only
+                try:
+                    write_image(target, output, bit_depth=depth)
+                except OSError as err:  # out of disk, permissions: stop, naming the file
+                    raise UserError(
+                        f"cannot write {target}: {err.strerror or err}; {bar.n} of "
+                        f"{len(items)} images were written before it"
+                    ) from None
                 bar.update(1)
     finally:
         bar.close()
     written = len(items) - failed
-    print(f"wrote {written} image{'s' * (written != 1)} to {out_dir}", file=sys.stderr)
+    if target_file is not None and written:
+        print(f"wrote {target_file}", file=sys.stderr)
+    else:
+        print(f"wrote {written} image{'s' * (written != 1)} to {out_dir}", file=sys.stderr)
     if failed:
         print(f"img2img: {failed} of {len(items)} inputs failed (see the messages above)",
               file=sys.stderr)

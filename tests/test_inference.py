@@ -380,6 +380,35 @@ def test_predict_never_writes_over_its_inputs(models, tmp_path, capsys):
     assert sorted(p.name for p in (src / "out").iterdir()) == ["a.png", "b.png"]
 
 
+def test_predict_output_paths_users_give(models, tmp_path, capsys):
+    from img2img.data.io import read_image
+
+    src = tmp_path / "in"
+    _write_png(src / "a.png", (smooth_image(12, 16) * 255).astype(np.uint8))
+    _write_png(src / "sub" / "b.png", (smooth_image(12, 16) * 255).astype(np.uint8))
+    model = str(models["srresnet"])
+    # one input file to a named output file, even beside the input
+    assert main(["predict", model, str(src / "a.png"), "--out", str(src / "a_x2.png")]) == 0
+    assert f"wrote {src / 'a_x2.png'}" in capsys.readouterr().err
+    assert read_image(src / "a_x2.png").shape == (48, 64, 3)  # x4 of 12x16
+    assert main(["predict", model, str(src / "a.png"), "--out", str(tmp_path / "new" / "r.jpg")]) == 0
+    assert (tmp_path / "new" / "r.jpg").is_file()
+    capsys.readouterr()
+    refusals = {
+        (str(src / "a.png"), str(src / "a.png")): "would overwrite the input",
+        (str(src / "sub"), str(src)): f"contains the input folder {src / 'sub'}",
+        (str(src / "a.png"), " "): "--out is empty",
+        (str(src), str(src / "a.png" / "deeper")): "cannot create the folder",
+    }
+    (tmp_path / "plain").write_text("x")
+    refusals[(str(src), str(tmp_path / "plain"))] = "is a file, not a folder"
+    for (given, out), message in refusals.items():
+        assert main(["predict", model, given, "--out", out]) == 2, (given, out)
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (given, out, err)
+    assert read_image(src / "a.png").shape == (12, 16, 3)  # untouched
+
+
 def test_predict_16_bit_in_16_bit_out(models, tmp_path, capsys):
     from img2img.data.io import read_image, write_image
 
