@@ -60,6 +60,12 @@ COLORIZATION_NOTE = (
 )
 
 
+def _input_range(config: Any) -> str:
+    if config.task == "colorization":
+        return "[-1, 1]: Lab lightness as L/50 - 1, one channel (see 'colorization')"
+    return "[-1, 1] (x = 2 * rgb01 - 1)"
+
+
 def min_size(net: nn.Module) -> int:
     """The smallest input side ``net`` runs on (a multiple of its ``size_multiple``)."""
     from img2img.inference import probe_min_size
@@ -94,7 +100,7 @@ def _metadata(config: Any, name: str, net: nn.Module) -> dict[str, str]:
         "scale": str(int(getattr(net, "scale", 1))),
         "in_channels": str(int(getattr(net, "in_channels", 3))),
         "out_channels": str(int(getattr(net, "out_channels", 3))),
-        "input_range": "[-1, 1] (x = 2 * rgb01 - 1)",
+        "input_range": _input_range(config),
         "padding": "caller pads H and W to multiples of size_multiple (reflect) and crops "
         "the output back (x scale)",
     }
@@ -110,6 +116,17 @@ def _quiet_exporters():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+@contextlib.contextmanager
+def _exporter_errors(opset: int):
+    """The exporter's refusals (an opset it does not support, an operator it cannot
+    express at that opset) as one UserError."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"ONNX export at opset {opset} failed: {first} (--opset picks another)") from None
 
 
 def _temp_path(path: Path) -> Path:
@@ -142,7 +159,7 @@ def export_onnx(
     example = _random_input(shapes[0], seed=0)
     dynamic = {0: "batch", 2: "height", 3: "width"}
     try:
-        with _quiet_exporters(), torch.no_grad():
+        with _quiet_exporters(), torch.no_grad(), _exporter_errors(opset):
             torch.onnx.export(
                 net,
                 (example,),
@@ -242,31 +259,57 @@ def _shapes_text(shapes: list[tuple[int, ...]], diffs: list[float]) -> str:
     return ", ".join(f"{d:.2e} at {'x'.join(map(str, s))}" for s, d in zip(shapes, diffs))
 
 
+def _writable_parent(path: Path) -> Path:
+    """``path`` after making its folder; one UserError when that cannot be done."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"--out {path}: {path.parent} (or a folder above it) is a file, not a folder") from None
+    except OSError as err:
+        raise UserError(f"--out {path}: cannot create {path.parent} ({err.strerror or err})") from None
+    return path
+
+
 def cli_export(args: Any) -> int:
     """``img2img export MODEL --format onnx|safetensors|torchscript --out PATH``."""
     from img2img.inference import find_model
 
+    if not args.out.strip():
+        raise UserError("--out is empty; give the output file (or folder for safetensors)")
     directory = find_model(args.model)
     config, generators = model_io.load_model(directory, "cpu")
     name, net = model_io.pick_generator(config, generators, args.direction)
     if args.format == "safetensors":
-        out = model_io.save_model(Path(args.out).expanduser(), config, generators)
+        out = Path(args.out).expanduser()
+        if out.suffix.lower() == ".safetensors":
+            raise UserError(
+                f"--out {out}: --format safetensors writes a model folder (config.json + "
+                f"model.safetensors, what img2img.load reads); give a folder name such as "
+                f"{out.with_suffix('')}")
+        try:
+            out = model_io.save_model(_writable_parent(out), config, generators)
+        except OSError as err:
+            raise UserError(f"--out {out}: cannot write the model ({err.strerror or err})") from None
         print(f"wrote {out} ({', '.join(generators)}; load it with img2img.load)")
         return 0
     stem = f"{config.task}_{name}"
     shapes = check_shapes(net)
-    if args.format == "onnx":
-        path = _file_target(args.out, f"{stem}.onnx")
-        diffs = export_onnx(net, path, opset=args.opset, metadata=_metadata(config, name, net))
-        m = int(getattr(net, "size_multiple", 1))
-        print(
-            f"wrote {path} (opset {args.opset}; input NCHW in [-1, 1], dynamic batch, height "
-            f"and width; height and width must be multiples of {m}, padding is the caller's)"
-        )
-        print(f"ONNX Runtime check: max |onnx - torch| = {_shapes_text(shapes, diffs)}")
-        return 0
-    path = _file_target(args.out, f"{stem}.pt")
-    diffs = export_torchscript(net, path)
-    print(f"wrote {path} (torch.jit.trace; input NCHW in [-1, 1])")
+    range_text = "input NCHW in " + _input_range(config)
+    try:
+        if args.format == "onnx":
+            path = _writable_parent(_file_target(args.out, f"{stem}.onnx"))
+            diffs = export_onnx(net, path, opset=args.opset, metadata=_metadata(config, name, net))
+            m = int(getattr(net, "size_multiple", 1))
+            print(
+                f"wrote {path} (opset {args.opset}; {range_text}; dynamic batch, height and "
+                f"width; height and width must be multiples of {m}, padding is the caller's)"
+            )
+            print(f"ONNX Runtime check: max |onnx - torch| = {_shapes_text(shapes, diffs)}")
+            return 0
+        path = _writable_parent(_file_target(args.out, f"{stem}.pt"))
+        diffs = export_torchscript(net, path)
+    except OSError as err:  # out of disk, permissions
+        raise UserError(f"--out {args.out}: cannot write the export ({err.strerror or err})") from None
+    print(f"wrote {path} (torch.jit.trace; {range_text})")
     print(f"TorchScript check: max |traced - torch| = {_shapes_text(shapes, diffs)}")
     return 0

@@ -87,7 +87,9 @@ def test_onnx_cyclegan_direction_and_colorization(models, tmp_path, capsys):
     assert main(["export", str(models["colorization"]), "--format", "onnx", "--out", str(col)]) == 0
     (path,) = col.glob("*.onnx")  # a folder gets <task>_<generator>.onnx
     model = onnx.load(str(path))
-    assert "L/50-1" in {p.key: p.value for p in model.metadata_props}["colorization"]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert "L/50-1" in meta["colorization"] and "L/50 - 1, one channel" in meta["input_range"]
+    assert "input NCHW in [-1, 1]: Lab lightness as L/50 - 1" in capsys.readouterr().out
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     lum = np.random.default_rng(2).uniform(-1, 1, (2, 1, 16, 24)).astype(np.float32)
     ab = session.run(None, {"input": lum})[0]
@@ -159,3 +161,17 @@ def test_export_errors(models, tmp_path, capsys):
     assert "CycleGAN" in capsys.readouterr().err
     assert main(["export", str(tmp_path), "--format", "onnx", "--out", str(tmp_path / "y")]) == 2
     assert "is not a model" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    cases = {
+        ("onnx", str(tmp_path / "o.onnx"), "--opset", "99"): "ONNX export at opset 99 failed: Unsupported",
+        ("onnx", str(tmp_path / "file" / "o.onnx")): "is a file, not a folder",
+        ("torchscript", str(tmp_path / "file" / "o.pt")): "is a file, not a folder",
+        ("safetensors", str(tmp_path / "m.safetensors")): "writes a model folder",
+        ("safetensors", str(tmp_path / "file" / "m")): "is a file, not a folder",
+        ("onnx", " "): "--out is empty",
+    }
+    for (fmt, out, *extra), message in cases.items():
+        assert main(["export", str(models["unet"]), "--format", fmt, "--out", out, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (fmt, out, err)
+    assert not (tmp_path / "o.onnx").exists() and not (tmp_path / "m.safetensors").exists()
