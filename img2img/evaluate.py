@@ -218,10 +218,24 @@ def cli_eval(args) -> int:
     from pathlib import Path
 
     from img2img.data import build_dataset
+    from img2img.data.io import SKIP_HINT
+    from img2img.errors import DataError
     from img2img.inference import find_model, resolve_device
     from img2img.model_io import load_model
     from img2img.tasks import build_task
 
+    if args.crop_border is not None and args.crop_border < 0:
+        raise UserError(f"--crop-border must be 0 or more, got {args.crop_border}")
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None:
+        if out.is_dir():
+            raise UserError(f"--out {out} is a folder; give a file name such as {out / 'eval.json'}")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UserError(f"--out {out}: {out.parent} (or a folder above it) is a file, not a folder") from None
+        except OSError as err:
+            raise UserError(f"--out {out}: cannot create {out.parent} ({err.strerror or err})") from None
     device = resolve_device(args.device)
     model_dir = find_model(args.model)
     config, generators = load_model(model_dir, device=str(device))
@@ -231,8 +245,15 @@ def cli_eval(args) -> int:
     if args.lr_dir and config.task != "srgan":
         raise UserError("--lr-dir is for super-resolution models only")
     config = eval_config(config, str(data_dir), args.lr_dir)
-    dataset = build_dataset(config, "val")
+    try:
+        dataset = build_dataset(config, "val")
+    except DataError as err:
+        raise DataError(str(err).replace(SKIP_HINT, "Fix or remove them, then evaluate again.")) from None
     if dataset is None or len(dataset) == 0:
+        if config.task == "cyclegan":
+            raise UserError(
+                f"--data {data_dir}: an unpaired model is evaluated on a folder that holds A/ "
+                "and B/ (or valA/ and valB/, or testA/ and testB/)")
         raise UserError(f"--data {data_dir}: no evaluation images found")
     feature_net = None
     if config.task == "cyclegan":
@@ -261,12 +282,16 @@ def cli_eval(args) -> int:
         crop_border=crop_border,
         baseline_name=BASELINE_NAMES[config.task],
     )
-    if args.out:
-        out = Path(args.out).expanduser()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(out)
+    if out is not None:
+        tmp = out.with_name(f".{out.name}.tmp")
+        try:
+            tmp.write_text(json.dumps(result, indent=2))
+            tmp.replace(out)
+        except OSError as err:
+            raise UserError(f"--out {out}: cannot write the results ({err.strerror or err})") from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -316,7 +316,9 @@ def load_fid_inception(
             raise UserError(_missing_weights_message())
     path = Path(weights).expanduser()
     if not path.is_file():
-        raise UserError(f"FID weights file {path} does not exist. {_missing_weights_message()}")
+        raise UserError(
+            f"FID weights file {path} does not exist; FID and KID need the FID Inception "
+            f"weights ({FID_WEIGHTS_NAME}, about 92 MB) from {FID_WEIGHTS_URL}")
     state = _read_state_dict(path)
 
     with torch.device("meta"):  # no random init: every tensor comes from the file

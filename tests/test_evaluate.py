@@ -174,3 +174,62 @@ def test_eval_errors_are_one_line(tmp_path):
     model_dir, *_ = make_model(tmp_path, "model.generator.name=unet", "model.generator.num_downs=2", "model.generator.ngf=4")
     out = run_eval(model_dir, "--data", tmp_path / "missing")
     assert out.returncode == 2 and "--data: folder not found" in out.stderr
+
+
+def test_eval_argument_and_data_errors_name_the_problem(tmp_path, capsys):
+    from img2img.cli import main
+
+    model_dir, *_ = make_model(tmp_path, "model.generator.name=unet", "model.generator.num_downs=2",
+                               "model.generator.ngf=4")
+    data = make_task_data(tmp_path / "data", "pix2pix", n_train=1, n_val=2, size=24) / "val"
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    cases = {
+        ("--crop-border", "-1"): "--crop-border must be 0 or more, got -1",
+        ("--out", str(tmp_path / "folder")): f"--out {tmp_path / 'folder'} is a folder",
+        ("--out", str(tmp_path / "file" / "r.json")): "is a file, not a folder",
+    }
+    for extra, message in cases.items():
+        assert main(["eval", str(model_dir), "--data", str(data), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (extra, err)
+    assert list((tmp_path / "folder").iterdir()) == [] and not list(tmp_path.glob("*.tmp"))
+
+    (data / "zero.png").write_bytes(b"")
+    assert main(["eval", str(model_dir), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "zero.png" in err and "evaluate again" in err and "train" not in err.split("zero.png")[1]
+    (data / "zero.png").unlink()
+    assert main(["eval", str(model_dir), "--data", str(data), "--out", str(tmp_path / "r" / "e.json")]) == 0
+    assert json.loads((tmp_path / "r" / "e.json").read_text())["images"] == 2
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["e.json"]
+
+
+def test_unpaired_eval_folder_and_weights_messages(tmp_path, capsys):
+    from img2img.cli import main
+
+    model_dir, *_ = make_model(
+        tmp_path, "task=cyclegan", "model.generator.name=resnet", "model.generator.n_blocks=1",
+        "model.generator.ngf=4", "eval.metric=fid",
+    )
+    data = make_task_data(tmp_path / "data", "cyclegan", n_train=1, n_val=2, size=16)
+    assert main(["eval", str(model_dir), "--data", str(data / "valA")]) == 2
+    assert "holds A/ and B/ (or valA/ and valB/, or testA/ and testB/)" in capsys.readouterr().err
+    missing = tmp_path / "nope.pth"
+    assert main(["eval", str(model_dir), "--data", str(data), "--fid-weights", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"FID weights file {missing} does not exist" in err and "no weights file was given" not in err
+
+
+def test_lr_folder_problems_name_both_folders(tmp_path, capsys):
+    from img2img.cli import main
+
+    model_dir, *_ = make_model(
+        tmp_path, "task=srgan", "model.generator.name=srresnet", "model.generator.ngf=8",
+        "model.generator.n_blocks=1", "data.scale=2",
+    )
+    rng = np.random.default_rng(2)
+    save_png(tmp_path / "hr" / "x.png", smooth_image(rng, 32, 32))
+    save_png(tmp_path / "lr" / "x.png", smooth_image(rng, 10, 10))
+    assert main(["eval", str(model_dir), "--data", str(tmp_path / "hr"), "--lr-dir", str(tmp_path / "lr")]) == 2
+    assert f"in {tmp_path / 'hr'} and {tmp_path / 'lr'}" in capsys.readouterr().err

@@ -741,6 +741,7 @@ def _collect_sr(config, root, split, full_decode) -> SplitFiles | None:
                 ))
                 continue
             items.append((hr, lr))
+        found.where = f"{hr_folder} and {lr_folder}"
     else:
         items = [(hr, None) for hr in found.items]
     good = []

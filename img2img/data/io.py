@@ -693,6 +693,10 @@ def format_problems(problems: Sequence[tuple[Path | str, str]], limit: int | Non
     return "\n".join(lines)
 
 
+#: The last line of the on_error=raise error (``img2img eval`` says something else).
+SKIP_HINT = "Fix or remove them, or set data.on_error=skip to train without them."
+
+
 def apply_on_error(
     problems: Sequence[tuple[Path | str, str]], on_error: str, where: str = "the data"
 ) -> None:
@@ -702,7 +706,7 @@ def apply_on_error(
     if on_error == "raise":
         raise DataError(
             f"{len(problems)} bad file(s) in {where}:\n{format_problems(problems)}\n"
-            "Fix or remove them, or set data.on_error=skip to train without them."
+            f"{SKIP_HINT}"
         )
     if on_error != "skip":
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
