@@ -301,6 +301,20 @@ def test_float_tiff_that_pillow_cannot_open(tmp_path):
     assert str(tmp_path / "junk.tif") in _message(tmp_path / "junk.tif")
 
 
+def test_lzw_16_bit_tiff_without_imagecodecs(tmp_path):
+    """OpenCV writes LZW TIFFs; tifffile needs the optional imagecodecs for them, so the
+    reader falls back to OpenCV's libtiff, keeping all 16 bits and the channel order."""
+    import cv2
+
+    rgb = (np.random.default_rng(6).random((16, 20, 3)) * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "lzw.tif"), rgb[..., ::-1])
+    with tifffile.TiffFile(tmp_path / "lzw.tif") as tif:
+        assert tif.pages[0].compression == 5  # LZW
+    got, info = read_image(tmp_path / "lzw.tif", return_info=True)
+    np.testing.assert_array_equal(np.rint(got * 65535).astype(np.uint16), rgb)
+    assert info.bit_depth == 16
+
+
 def test_pixel_limit_checked_on_header(tmp_path):
     Image.fromarray(ramp(40, 50)).save(tmp_path / "big.png")
     message = _message(tmp_path / "big.png", max_pixels=1999)

@@ -282,12 +282,32 @@ def _decode_cv2_jpeg(path: Path) -> np.ndarray | None:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _decode_cv2_tiff(path: Path) -> np.ndarray:
+    import cv2
+
+    array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if array is None:
+        raise DataError(f"{path}: a TIFF compression that neither tifffile nor OpenCV can decode")
+    if array.ndim == 3 and array.shape[2] == 3:
+        array = array[..., ::-1]
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[..., [2, 1, 0, 3]]
+    return np.ascontiguousarray(array)
+
+
 def _decode_tiff(path: Path) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        array = page.asarray()
+        try:
+            array = page.asarray()
+        except ValueError as err:
+            if "imagecodecs" not in str(err):
+                raise
+            # A compression tifffile needs the optional imagecodecs package for (LZW,
+            # JPEG, ...): OpenCV's own libtiff decodes it, at full bit depth.
+            return _decode_cv2_tiff(path)
         axes = page.axes
     if "S" in axes and axes.index("S") < axes.index("Y"):  # planar: samples first
         array = np.moveaxis(array, axes.index("S"), -1)
