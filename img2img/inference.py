@@ -606,6 +606,10 @@ class Source:
             self.height, self.width = data.shape[:2]
         else:  # C x H x W
             self.height, self.width = data.shape[-2:]
+        if self.height == 0 or self.width == 0:
+            raise ValueError(f"an empty image ({self.height}x{self.width} pixels): nothing to translate")
+        if peak == 1:
+            _check_unit_range(data)
 
     def crop(self, y0: int, y1: int, x0: int, x1: int, device: torch.device) -> torch.Tensor:
         if isinstance(self.data, np.ndarray):
@@ -617,6 +621,23 @@ class Source:
             t = t / self.peak
         t = t.clamp(0, 1)
         return t.expand(3, -1, -1) if t.shape[0] == 1 else t
+
+
+#: Float inputs may stray this far outside [0, 1] (resampling overshoot, rounding) before
+#: they are taken for another convention.
+RANGE_SLACK = 0.01
+
+
+def _check_unit_range(data: np.ndarray | torch.Tensor) -> None:
+    """Float images are [0, 1]; a 0-255 or [-1, 1] image would be silently clamped into
+    garbage, so it is refused with the range found."""
+    if isinstance(data, np.ndarray):
+        low, high = float(np.min(data)), float(np.max(data))
+    else:
+        low, high = float(data.min()), float(data.max())
+    if not (low >= -RANGE_SLACK and high <= 1 + RANGE_SLACK):  # also catches NaN
+        hint = " (0-255 values: divide by 255)" if high > 2 else " ([-1, 1] values: use (x + 1) / 2)" if low < 0 else ""
+        raise ValueError(f"float images must be in [0, 1]; this one holds values from {low:g} to {high:g}{hint}")
 
 
 class Sink:
@@ -721,7 +742,12 @@ def prepare_io(images: Any, scale: int) -> tuple[list[Source], list[Sink], Calla
             lambda: [p[2]() for p in parts],
         )
     if _is_pil(images):
-        # PIL in -> 8-bit RGB PIL out (PIL has no 16-bit RGB mode).
+        # PIL in -> 8-bit RGB PIL out (PIL has no 16-bit RGB mode). The EXIF orientation
+        # is applied, as img2img predict does with files.
+        from PIL import ImageOps
+
+        if images.getexif().get(0x0112, 1) not in (1, None):
+            images = ImageOps.exif_transpose(images)
         arr = _numpy_image(_pil_array(images))
         out = np.empty((arr.shape[0] * scale, arr.shape[1] * scale, 3), np.uint8)
         source = Source(arr, _numpy_peak(arr.dtype))

@@ -223,6 +223,37 @@ def test_input_kinds_round_trip(models):
     assert np.array_equal(t(rgba), white)  # alpha composited on white
 
 
+def test_inputs_a_user_gets_wrong_are_refused_clearly(models, tmp_path):
+    t = load(models["srresnet"], device="cpu")
+    u8 = (smooth_image(11, 9) * 255).round().astype(np.uint8)
+    with pytest.raises(ValueError, match=r"in \[0, 1\]; this one holds values from \d+ to 2\d\d \(0-255 values: divide by 255\)"):
+        t(u8.astype(np.float32))
+    with pytest.raises(ValueError, match=r"from -0.8\d+ to .* use \(x \+ 1\) / 2"):
+        t(torch.from_numpy(u8).permute(2, 0, 1).float() / 127.5 - 1)
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        t(np.full((4, 4, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match="an empty image \\(0x5 pixels\\)"):
+        t(np.zeros((0, 5, 3), np.uint8))
+    # a hair outside [0, 1] (resampling overshoot) is fine
+    assert t(np.clip(u8 / 255.0 * 1.005, 0, 1.005).astype(np.float32)).shape == (44, 36, 3)
+
+
+def test_pil_input_follows_its_exif_orientation(models, tmp_path):
+    """As img2img predict does with files: a photo's EXIF orientation is applied."""
+    t = load(models["srresnet"], device="cpu")
+    u8 = (smooth_image(10, 20) * 255).round().astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise: shown 10 wide, 20 tall
+    Image.fromarray(u8).save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    with Image.open(tmp_path / "r.jpg") as photo:
+        out = t(photo)
+    assert out.size == (40, 80)
+    from img2img.cli import main
+
+    assert main(["predict", str(models["srresnet"]), str(tmp_path / "r.jpg"), "--out", str(tmp_path / "o.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), np.asarray(out))
+
+
 def test_batches_and_mixed_sizes_equal_one_by_one(models):
     t = load(models["unet"], device="cpu")
     images = [smooth_image(20, 30, seed=i) for i in range(3)] + [smooth_image(17, 9, seed=9)]
