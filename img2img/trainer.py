@@ -134,11 +134,18 @@ def _worker_init(worker_id: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     # SIGTERM and SIGINT often reach the whole process group (Ctrl-C in a terminal, a
-    # scheduler's preemption, `timeout`). The main process then finishes its step, saves
-    # and shuts the workers down; a worker that died of the signal first would instead
-    # crash the main process with "DataLoader worker ... is killed by signal".
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # scheduler's preemption, `timeout`), and multiprocessing stops workers with SIGTERM
+    # when the main process exits. A worker killed by the signal would make the main
+    # process fail with "DataLoader worker ... is killed by signal" before it could save;
+    # one that ignored it would hang the main process's exit. So a worker leaves at once
+    # with exit code 0, which the DataLoader does not count as a failure: the main process
+    # finishes its step (or, waiting for data, stops before it) and saves.
+    signal.signal(signal.SIGTERM, _worker_exit)
+    signal.signal(signal.SIGINT, _worker_exit)
+
+
+def _worker_exit(signum, frame) -> None:
+    os._exit(0)
 
 
 # --------------------------------------------------------------------------- trainer
@@ -380,14 +387,24 @@ class Trainer:
         summary: dict[str, Any] = {}
         with self._signals():
             while self.step < c.train.max_steps:
-                self._train_step(batches)
+                position = (self.epoch, self.batch_in_epoch)
+                try:
+                    self._train_step(batches)
+                except RuntimeError as err:
+                    if self._stop_signal is None or "DataLoader worker" not in str(err):
+                        raise
+                    # The signal also stopped the data workers before this step had its
+                    # data: save the last whole step, with the data position it ended at.
+                    self.epoch, self.batch_in_epoch = position
+                    for net in (*self.G.values(), *self.D.values()):
+                        net.zero_grad(set_to_none=True)
+                    self._save_and_stop(summary)
+                    break
                 self.step += 1
                 progress.update(1)
                 self._after_step(progress)
                 if self._should_stop():
-                    log.info("signal %s: saving a checkpoint at step %d and stopping", self._stop_signal, self.step)
-                    self.save_checkpoint()
-                    summary["stopped_at"] = self.step
+                    self._save_and_stop(summary)
                     break
         progress.close()
         if "stopped_at" not in summary:
@@ -403,6 +420,11 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
         return summary
+
+    def _save_and_stop(self, summary: dict[str, Any]) -> None:
+        log.info("signal %s: saving a checkpoint at step %d and stopping", self._stop_signal, self.step)
+        self.save_checkpoint()
+        summary["stopped_at"] = self.step
 
     def _batches(self):
         """Micro-batches forever, epoch after epoch, starting where a resumed run left off."""

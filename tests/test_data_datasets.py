@@ -398,6 +398,20 @@ def test_on_error_raise_lists_all_and_skip_counts(aligned):
     assert len(warnings_) == 1 and "skipping 2 bad file(s)" in warnings_[0].getMessage()
 
 
+def test_aligned_layout_checks_before_training(aligned):
+    """An image too narrow to split, and A/ B/ folders under the aligned layout, are found
+    when the data set is built, not mid-run."""
+    save(aligned / "train" / "narrow.png", np.zeros((40, 1, 3), np.uint8))
+    with pytest.raises(DataError, match="narrow.png: too narrow \\(1 px\\) to hold A\\|B"):
+        build_dataset(config(aligned, "pix2pix", *small()), "train")
+    assert len(build_dataset(config(aligned, "pix2pix", *small(), "data.on_error=skip"), "train")) == 4
+    (aligned / "train" / "narrow.png").unlink()
+    (aligned / "train" / "A").mkdir()
+    (aligned / "train" / "B").mkdir()
+    with pytest.raises(ConfigError, match="holds A/ and B/ folders: set data.layout=folders"):
+        build_dataset(config(aligned, "pix2pix", *small()), "train")
+
+
 def test_all_files_bad_is_an_error_not_an_empty_dataset(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "a.png").write_bytes(b"")

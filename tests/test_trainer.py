@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -18,7 +19,7 @@ from img2img.config import load_config, save_config
 from img2img.errors import ConfigError, DataError, NonFiniteLossError, UserError
 from img2img.model_io import load_model
 from img2img.trainer import Trainer, list_checkpoints
-from tests.tiny import tiny_overrides
+from tests.tiny import make_task_data, tiny_overrides
 
 TASKS = ["pix2pix", "colorization", "cyclegan", "srgan"]
 
@@ -263,6 +264,26 @@ def test_sigterm_saves_and_exits_zero(task_data, tmp_path, workers):
     assert state["step"] >= 2
     assert "saving a checkpoint" in err.decode()
     assert "Traceback" not in err.decode()
+
+
+def test_an_error_with_data_workers_exits_instead_of_hanging(tmp_path):
+    """A file that fails only when decoded, mid-run, with DataLoader workers: one message,
+    exit 2, and the process ends (multiprocessing's exit stops the workers)."""
+    from PIL import Image
+
+    root = make_task_data(tmp_path / "data", "colorization", n_train=4, n_val=0, size=40)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "train" / "bad.jpg")
+    data = bytearray((root / "train" / "bad.jpg").read_bytes())
+    for i in range(300, len(data) - 10, 40):  # broken scan data, end marker kept
+        data[i] = 0xFF if data[i] != 0xFF else 0
+    (root / "train" / "bad.jpg").write_bytes(bytes(data))
+    cfg = load_config(None, tiny_overrides("colorization", root, tmp_path / "run", "train.max_steps=50",
+                                           "data.num_workers=2"))
+    save_config(cfg, tmp_path / "c.yaml")
+    proc = subprocess.run(_train_cmd(tmp_path / "c.yaml"), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "bad.jpg" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_nonfinite_loss_stops_with_term_and_step(task_data, tmp_path):

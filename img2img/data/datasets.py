@@ -623,6 +623,24 @@ def _collect_single(config, root, split, full_decode) -> SplitFiles | None:
     )
 
 
+def _collect_aligned(config, root, split, full_decode) -> SplitFiles | None:
+    """A|B images side by side: a folder of single images, each at least 2 px wide."""
+    name = _split_name(config, split)
+    base = root / name if (root / name).is_dir() else root
+    if (base / "A").is_dir() and (base / "B").is_dir():
+        raise ConfigError(
+            f"data.layout is 'aligned' (A|B side by side in one image) but {base} holds A/ and "
+            "B/ folders: set data.layout=folders to pair them by file name")
+    found = _collect_single(config, root, split, full_decode)
+    if found is None:
+        return None
+    narrow = [p for p in found.items if found.sizes[p][0] < 2]
+    for p in narrow:
+        found.problems.append((p, f"too narrow ({found.sizes[p][0]} px) to hold A|B side by side"))
+    found.items = [p for p in found.items if p not in narrow]
+    return found
+
+
 def _collect_paired_folders(config, root, split, full_decode) -> SplitFiles | None:
     name = _split_name(config, split)
     base = root / name
@@ -767,7 +785,7 @@ def collect_split(config: Any, split: str, full_decode: bool = False) -> SplitFi
     if task == "pix2pix":
         if config.data.layout == "folders":
             return _collect_paired_folders(config, root, split, full_decode)
-        return _collect_single(config, root, split, full_decode)
+        return _collect_aligned(config, root, split, full_decode)
     if task == "cyclegan":
         return _collect_unpaired(config, root, split, full_decode)
     if task == "srgan":
