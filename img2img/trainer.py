@@ -768,7 +768,7 @@ class Trainer:
         from safetensors.torch import load_file
 
         state = json.loads((path / "trainer_state.json").read_text())
-        self._check_resume_config(path)
+        before = self._check_resume_config(path)
         if state["world_size"] != self.world_size:
             raise UserError(
                 f"{path} was written by {state['world_size']} process(es); resume it with the "
@@ -786,6 +786,7 @@ class Trainer:
             self.sched_D.load_state_dict(state["sched_D"])
         for plateau, pstate in zip(self.plateaus, state["plateaus"]):
             plateau.load_state_dict(pstate)
+        self._apply_optimizer_settings(before)
         if self.ema:
             ema = load_file(str(path / "ema.safetensors"))
             for name, e in self.ema.items():
@@ -804,9 +805,33 @@ class Trainer:
         self._last_saved_step = self.step
         log.info("resumed from %s (step %d, epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
 
-    def _check_resume_config(self, path: Path) -> None:
+    def _apply_optimizer_settings(self, before: Config) -> None:
+        """The restored optimizers and schedules carry the settings the run was saved
+        with; a resume may change them (the warning lists what changed), so the config's
+        learning rates, betas and weight decay are put back in. A schedule keeps its
+        position: the LR becomes the new base LR times the schedule's factor at this step
+        (for plateau, times the cuts made so far)."""
+        t, old = self.config.train, before.train
+        sides = [(self.opt_G, self.sched_G, t.lr_g, old.lr_g)]
+        if self.opt_D is not None:
+            sides.append((self.opt_D, self.sched_D, t.lr_d, old.lr_d))
+        for optimizer, sched, lr, old_lr in sides:
+            for i, group in enumerate(optimizer.param_groups):
+                group["betas"] = tuple(t.betas)
+                group["weight_decay"] = t.weight_decay
+                if "initial_lr" in group:
+                    group["initial_lr"] = lr
+                if sched is not None:
+                    group["lr"] = lr * sched.lr_lambdas[i](sched.last_epoch)
+                elif old_lr > 0:
+                    group["lr"] *= lr / old_lr
+            if sched is not None:
+                sched.base_lrs = [lr] * len(optimizer.param_groups)
+                sched._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    def _check_resume_config(self, path: Path) -> Config:
         """Refuse to resume with other networks (their weights would not fit); say which
-        other settings changed."""
+        other settings changed. Returns the config the checkpoint was written with."""
         from img2img.model_io import read_model_config
 
         before, _ = read_model_config(path / "model")
@@ -828,6 +853,7 @@ class Trainer:
         if changed:
             log.warning("resuming %s with changed settings: %s", path, ", ".join(
                 f"{k} {old.get(k)!r} -> {new[k]!r}" for k in changed))
+        return before
 
     def _trim_metrics_log(self) -> None:
         """After a resume, drop log lines a killed run wrote past the checkpoint."""

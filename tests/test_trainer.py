@@ -179,10 +179,27 @@ def test_resume_refuses_other_networks_and_names_the_keys(task_data, tmp_path):
         make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=2", "model.generator.ngf=4",
                      "train.ema=0.9", resume="auto").fit()
     assert "model.generator.ngf (8 -> 4)" in str(err.value) and "train.ema" in str(err.value)
-    # Other settings may change (a longer run, another LR).
+    # Other settings may change (a longer run, another LR), and take effect.
     summary = make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=2", "train.lr_g=1e-4",
                            resume="auto").fit()
     assert summary["step"] == 2
+
+
+@pytest.mark.parametrize("scheduler", ["constant", "linear", "plateau"])
+def test_resume_with_another_learning_rate_uses_it(task_data, tmp_path, scheduler):
+    run = tmp_path / "run"
+    extra = [f"train.scheduler={scheduler}", "train.decay_start=2", "eval.every=2"]
+    make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=2", *extra).fit()
+    trainer = make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=4", "train.lr_g=1e-5",
+                           "train.lr_d=3e-5", "train.betas=[0.6,0.9]", *extra, resume="auto")
+    trainer.fit()
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    lr_g = {r["step"]: r["lr/G"] for r in logged if "lr/G" in r}
+    lr_d = {r["step"]: r["lr/D"] for r in logged if "lr/D" in r}
+    factor = {"constant": [1, 1], "linear": [2 / 3, 1 / 3], "plateau": [1, 1]}[scheduler]
+    assert [lr_g[3], lr_g[4]] == pytest.approx([1e-5 * f for f in factor], rel=1e-6)
+    assert [lr_d[3], lr_d[4]] == pytest.approx([3e-5 * f for f in factor], rel=1e-6)
+    assert trainer.opt_G.param_groups[0]["betas"] == (0.6, 0.9)
 
 
 def test_resume_auto_without_checkpoint_still_applies_init_from(task_data, tmp_path):
