@@ -273,6 +273,20 @@ def test_png_with_a_corrupt_byte_is_refused_everywhere(tmp_path):
     assert "truncated PNG (no IEND chunk)" in _message(tmp_path / "noend.png")
 
 
+def test_png_with_garbled_pixels_but_good_checksums_is_refused(tmp_path):
+    """Compressed data that does not inflate, under recomputed CRCs: the decoder's error
+    must surface (Pillow's EXIF lookup used to swallow it and the pixels read as zeros)."""
+    image = ramp(16, 24)
+    plain = png_bytes(image, color_type=2, bit_depth=8)
+    start = plain.index(b"IDAT") - 4
+    length = struct.unpack(">I", plain[start : start + 4])[0]
+    body = bytes(b ^ 0x5A for b in plain[start + 8 : start + 8 + length])
+    chunk = struct.pack(">I", length) + b"IDAT" + body + struct.pack(">I", zlib.crc32(b"IDAT" + body) & 0xFFFFFFFF)
+    (tmp_path / "garbled.png").write_bytes(plain[:start] + chunk + plain[start + 12 + length :])
+    assert "truncated or corrupt image data" in _message(tmp_path / "garbled.png")
+    assert inspect_image(tmp_path / "garbled.png", full_decode=True)[0] is None
+
+
 def test_png_orientation_after_the_pixels_counts_in_the_fast_check(tmp_path):
     """An eXIf chunk may follow IDAT; the fast check (sizes of pairs) must see it as the
     reader does."""

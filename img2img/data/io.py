@@ -388,7 +388,9 @@ def load_image(
     try:
         fmt = im.format or "?"
         mode = im.mode
-        orientation = _orientation(im)
+        # Pillow's getexif() on a PNG decodes the pixels and swallows a decoding error
+        # (the later read then returns zeros): a PNG's orientation comes from its chunks.
+        orientation = 1 if fmt == "PNG" else _orientation(im)
         has_alpha = mode in _ALPHA_MODES or (
             mode in ("P", "L", "RGB") and "transparency" in im.info
         )
@@ -400,8 +402,7 @@ def load_image(
             problem, exif = _png_walk(path)
             if problem:
                 raise DataError(f"{path}: {problem}")
-            if orientation == 1:
-                orientation = _exif_orientation(exif)
+            orientation = _exif_orientation(exif)
             png_bits, png_colour_type = _png_header(path)
             if png_bits == 16:
                 bit_depth = 16
