@@ -218,7 +218,12 @@ def _report(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also come after options (train CONFIG --resume auto lr=...)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from img2img.log import setup_logging
 
     setup_logging(verbose=args.verbose)
@@ -236,8 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _report("interrupted")
         return 130
     except OSError as err:
-        # Out of disk, permission denied: the user's environment, not a bug.
-        if err.errno in (28, 13, 122):  # ENOSPC, EACCES, EDQUOT
+        # Out of disk, permission denied, a read-only file system, a file where a folder
+        # should be: the user's environment, not a bug.
+        if err.errno in (28, 13, 122, 30, 20, 21):  # ENOSPC EACCES EDQUOT EROFS ENOTDIR EISDIR
             where = f" ({err.filename})" if getattr(err, "filename", None) else ""
             _report(f"{err.strerror}{where}")
             return 2

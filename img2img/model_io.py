@@ -12,6 +12,8 @@ every checkpoint (``checkpoints/step-NNNNNN/model``), and by ``Translator.save_p
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 from img2img.errors import UserError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from img2img.config import Config
@@ -44,23 +47,31 @@ def check_replaceable(directory: str | Path) -> None:
         )
 
 
-def save_model(directory: str | Path, config: Config, generators: dict[str, nn.Module]) -> Path:
-    """Write the generators and the config to ``directory`` atomically (temp dir, rename).
-    An existing model directory there is replaced; anything else there is refused."""
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' ``save_file``, with its I/O failures (out of disk, read-only file
+    system) raised as the OSError they are, naming the file."""
     from safetensors.torch import save_file
 
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except Exception as err:
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+
+
+def save_model(directory: str | Path, config: Config, generators: dict[str, nn.Module]) -> Path:
+    """Write the generators and the config to ``directory`` atomically (temp dir, rename).
+    An existing model directory there is replaced; anything else there is refused. A
+    failure (out of disk) leaves the previous directory as it was and no temporary one."""
     directory = Path(directory).expanduser()
     check_replaceable(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     tensors = {}
     for name, net in generators.items():
         for key, value in net.state_dict().items():
             tensors[f"{name}.{key}"] = value.detach().to("cpu").contiguous()
-    save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -68,7 +79,16 @@ def save_model(directory: str | Path, config: Config, generators: dict[str, nn.M
         "generators": list(generators),
         "config": config.to_dict(),
     }
-    (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        save_tensors(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = directory.with_name(f".{directory.name}.old")
     if directory.exists():
         if old.exists():

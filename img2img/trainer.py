@@ -201,6 +201,13 @@ class Trainer:
             )
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ConfigError(f"output_dir: {self.output_dir} exists and is a file, not a folder")
+        existing = self.output_dir.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ConfigError(f"output_dir: {existing} is a file, so {self.output_dir} cannot be created")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"output_dir: {existing} is not writable (read-only or no permission)")
         if c.task == "cyclegan" and c.eval.metric not in ("fid", "kid") and c.eval.every:
             raise ConfigError(
                 f"eval.metric: {c.eval.metric} needs paired targets; CycleGAN evaluates fid or kid"
@@ -718,7 +725,7 @@ class Trainer:
         return tensors
 
     def save_checkpoint(self) -> Path:
-        from safetensors.torch import save_file
+        from img2img.model_io import save_tensors
 
         acc = self.accelerator
         self._sync_buffers()
@@ -731,14 +738,19 @@ class Trainer:
                 shutil.rmtree(tmp)
             tmp.mkdir()
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        save_file(self._rank_tensors(), str(tmp / f"rank_{self.rank}.safetensors"))
-        if self.is_main:
-            ema = {f"{n}.{k}": v.detach().cpu() for n, e in self.ema.items() for k, v in e.state_dict().items()}
-            if ema:
-                save_file(ema, str(tmp / "ema.safetensors"))
-            self.export(tmp / "model")
-            (tmp / "trainer_state.json").write_text(json.dumps(self._trainer_state(), indent=2))
+        try:
+            acc.save_state(str(tmp))
+            save_tensors(self._rank_tensors(), tmp / f"rank_{self.rank}.safetensors")
+            if self.is_main:
+                ema = {f"{n}.{k}": v.detach().cpu() for n, e in self.ema.items() for k, v in e.state_dict().items()}
+                if ema:
+                    save_tensors(ema, tmp / "ema.safetensors")
+                self.export(tmp / "model")
+                (tmp / "trainer_state.json").write_text(json.dumps(self._trainer_state(), indent=2))
+        except BaseException:
+            # Out of disk, say: the previous checkpoints stay as they were, and no half one.
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         acc.wait_for_everyone()
         if self.is_main:
             if final.exists():

@@ -80,6 +80,16 @@ def test_bad_override_exits_2(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+def test_overrides_may_follow_options(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("task: pix2pix\n")
+    assert main(["train", str(cfg), "--resume", "auto", "train.batch_size=abc"]) == 2
+    assert "train.batch_size: expected an integer, got 'abc'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(cfg), "--resume", "auto", "--bogus"])
+    assert exc.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
 def test_unknown_subcommand_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from img2img.config import load_config
 from img2img.errors import UserError
-from img2img.model_io import load_model, resolve_model_dir, save_model
+from img2img.model_io import load_model, resolve_model_dir, save_model, save_tensors
 from img2img.tasks import build_generators
 
 TINY = ["model.generator.name=unet", "model.generator.num_downs=3", "model.generator.ngf=4"]
@@ -77,3 +78,28 @@ def test_newest_checkpoint_is_found_numerically(tmp_path):
         save_model(tmp_path / "run" / "checkpoints" / f"step-{step}" / "model", config, generators)
     (tmp_path / "run" / "checkpoints" / ".tmp-step-2000000").mkdir()
     assert resolve_model_dir(tmp_path / "run").parent.name == "step-1000000"
+
+
+def test_write_failures_are_os_errors_and_leave_nothing_half_written(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError) as err:  # safetensors' own error, as the OSError it is
+        save_tensors({"a": torch.zeros(3)}, tmp_path / "file" / "w.safetensors")
+    assert err.value.errno == 20 and err.value.filename == str(tmp_path / "file" / "w.safetensors")
+
+    config = load_config(None, ["model.generator.name=unet", "model.generator.num_downs=2", "model.generator.ngf=4"])
+    generators = build_generators(config)
+    save_model(tmp_path / "m", config, generators)
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+
+    # The disk fills up while the new weights are written (injected: CI has no small disk).
+    import img2img.model_io as model_io
+
+    def disk_full(tensors, path, metadata=None):
+        Path(path).write_bytes(b"half")
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(model_io, "save_tensors", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_model(tmp_path / "m", config, generators)
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "m"]

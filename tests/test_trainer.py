@@ -245,6 +245,12 @@ def test_bad_fid_weights_fail_before_training(task_data, tmp_path):
         make_trainer("cyclegan", task_data["cyclegan"], tmp_path / "run", f"eval.fid_weights={tmp_path / 'nope.pth'}")
 
 
+def test_output_dir_that_cannot_be_made_fails_before_any_work(task_data, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match=f"output_dir: {tmp_path / 'afile'} is a file, so"):
+        make_trainer("pix2pix", task_data["pix2pix"], tmp_path / "afile" / "sub")
+
+
 def test_keep_last_prunes_old_checkpoints(task_data, tmp_path):
     run = tmp_path / "run"
     make_trainer("pix2pix", task_data["pix2pix"], run, "train.save_every=1", "train.max_steps=5", "train.keep_last=2").fit()
