@@ -173,6 +173,7 @@ class Trainer:
         self.task = build_task(config)
         self.G: dict[str, nn.Module] = build_generators(config)
         self.D: dict[str, nn.Module] = build_discriminators(config)
+        self._check_training_size()
         if config.model.init_from and self.resume_from is None:
             self._init_from(config.model.init_from)
         _seed_everything(config.seed + 7919 * self.rank)
@@ -212,6 +213,43 @@ class Trainer:
             raise ConfigError(
                 f"eval.metric: {c.eval.metric} needs paired targets; CycleGAN evaluates fid or kid"
             )
+
+    def _check_training_size(self) -> None:
+        """Training crops the networks cannot take are a config error now, not a shape
+        error at the first step: the generator's size multiple and minimum, and a
+        discriminator run once (a copy, in training mode) on a batch of that size."""
+        import copy
+
+        c, d = self.config, self.config.data
+        if c.task == "srgan":
+            g_size, d_size, key = d.gt_size // d.scale, d.gt_size, "data.gt_size"
+        elif d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
+            g_size = d_size = d.crop_size
+            key = "data.crop_size"
+        else:  # whole or width-scaled images: their sizes vary
+            return
+        for net in self.G.values():
+            multiple, least = int(getattr(net, "size_multiple", 1)), int(getattr(net, "min_size", 1))
+            if g_size % multiple or g_size < least:
+                fit = max(least, -(-g_size // multiple) * multiple)
+                raise ConfigError(
+                    f"{key}: {c.model.generator.name} needs training images whose sides are "
+                    f"multiples of {multiple} (at least {least} px), got {g_size} px"
+                    f"{' LR' if c.task == 'srgan' else ''}; use e.g. {fit if c.task != 'srgan' else fit * d.scale}"
+                )
+        cin, cout = c.channels()
+        channels = {"D": cin + cout if c.task in ("pix2pix", "colorization") else cout, "D_A": cout, "D_B": cin}
+        for name, net in self.D.items():
+            probe = copy.deepcopy(net).train()
+            try:
+                with torch.no_grad():
+                    probe(torch.zeros(2, channels[name], d_size, d_size))
+            except (RuntimeError, ValueError):
+                dcfg = c.model.discriminator
+                raise ConfigError(
+                    f"{key}: {d_size} px images are too small for the {dcfg.name} discriminator "
+                    f"with n_layers={dcfg.n_layers}; use larger images or fewer layers"
+                ) from None
 
     def _make_accelerator(self):
         from accelerate import Accelerator

@@ -251,6 +251,20 @@ def test_output_dir_that_cannot_be_made_fails_before_any_work(task_data, tmp_pat
         make_trainer("pix2pix", task_data["pix2pix"], tmp_path / "afile" / "sub")
 
 
+def test_training_sizes_the_networks_cannot_take_are_config_errors(task_data, tmp_path):
+    cases = {
+        ("model.generator.name=unet_256",): "data.crop_size: unet_256 needs training images whose sides are multiples of 256",
+        ("data.crop_size=30", "data.load_size=30"): "multiples of 8 (at least 8 px), got 30 px; use e.g. 32",
+        ("model.discriminator.n_layers=6",): "32 px images are too small for the patchgan discriminator with n_layers=6",
+    }
+    for extra, message in cases.items():
+        with pytest.raises(ConfigError) as err:
+            make_trainer("pix2pix", task_data["pix2pix"], tmp_path / "run", *extra)
+        assert message in str(err.value), extra
+    with pytest.raises(ConfigError, match="data.gt_size: 8 px images are too small for the patchgan"):
+        make_trainer("srgan", task_data["srgan"], tmp_path / "sr", "data.gt_size=8", "model.discriminator.n_layers=3")
+
+
 def test_keep_last_prunes_old_checkpoints(task_data, tmp_path):
     run = tmp_path / "run"
     make_trainer("pix2pix", task_data["pix2pix"], run, "train.save_every=1", "train.max_steps=5", "train.keep_last=2").fit()
