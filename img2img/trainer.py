@@ -926,10 +926,25 @@ class Trainer:
                 "dir": str(self.output_dir),
                 "name": c.log.run_name or self.output_dir.name,
                 "mode": c.log.wandb,
+                "id": self._wandb_run_id(),
                 "resume": "allow",
             }
         flat = _flatten(c.to_dict())
         self.accelerator.init_trackers(c.log.project, config=flat, init_kwargs=init_kwargs)
+
+    def _wandb_run_id(self) -> str:
+        """One W&B run id per run directory (kept in ``wandb_run_id``): a resumed run logs
+        into the same W&B run (offline runs are merged by ``wandb sync``); a fresh run in
+        the directory gets a new one."""
+        import secrets
+
+        path = self.output_dir / "wandb_run_id"
+        if self.resume_from is not None and path.is_file():
+            return path.read_text().strip()
+        run_id = secrets.token_hex(4)
+        if self.is_main:
+            path.write_text(run_id + "\n")
+        return run_id
 
     def _progress(self):
         from tqdm.auto import tqdm

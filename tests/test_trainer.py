@@ -408,6 +408,13 @@ def test_wandb_offline_and_tensorboard_runs_are_written(task_data, tmp_path):
     assert list(offline[0].glob("*.wandb")), "no W&B run file"
     events = list((run / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and all(e.stat().st_size > 0 for e in events)
+    # A resumed run continues the same W&B run (same id; `wandb sync` merges the folders).
+    run_id = (run / "wandb_run_id").read_text().strip()
+    assert offline[0].name.endswith(f"-{run_id}")
+    make_trainer("pix2pix", task_data["pix2pix"], run, "log.wandb=offline", "train.max_steps=3",
+                 resume="auto").fit()
+    folders = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and all(f.name.endswith(f"-{run_id}") for f in folders)
 
 
 # --------------------------------------------------------------------------- several processes
