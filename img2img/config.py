@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -135,7 +136,7 @@ class TrainConfig:
     restart_weights: list[float] = field(default_factory=list)
     eta_min: float = field(default=0.0, metadata={"min": 0.0})
     plateau_patience: int = field(default=5, metadata={"min": 0})
-    plateau_factor: float = field(default=0.5, metadata={"min": 0.0})
+    plateau_factor: float = field(default=0.5, metadata={"min": 0.0, "below": 1.0})
     warmup_steps: int = field(default=0, metadata={"min": 0})
     max_grad_norm: float = field(default=0.0, metadata={"min": 0.0})
     ema: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
@@ -231,7 +232,18 @@ class Config:
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false are booleans, so ``wandb: off`` stays a string."""
+    """YAML 1.2 booleans: only true/false are booleans, so ``wandb: off`` stays a string.
+    A key given twice in one mapping is an error (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen[key] = True
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -371,14 +383,19 @@ def _coerce(value: Any, tp: Any, dotted: str) -> Any:
             return int(value)
         raise _bad_type(dotted, value, tp)
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise _bad_type(dotted, value, tp)
+        if number is None:
+            raise _bad_type(dotted, value, tp)
+        if not math.isfinite(number):
+            raise ConfigError(f"{dotted}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -403,6 +420,8 @@ def _check_rules(dotted: str, value: Any, meta: typing.Mapping[str, Any]) -> Non
         raise ConfigError(f"{dotted}: invalid value {value!r}; must be >= {meta['min']}")
     if "max" in meta and value > meta["max"]:
         raise ConfigError(f"{dotted}: invalid value {value!r}; must be <= {meta['max']}")
+    if "below" in meta and value >= meta["below"]:
+        raise ConfigError(f"{dotted}: invalid value {value!r}; must be < {meta['below']}")
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
@@ -419,7 +438,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         dotted = f"{prefix}{name}"
         ftype = hints[name]
         if dataclasses.is_dataclass(ftype):
-            kwargs[name] = _build(ftype, data.get(name) or {}, dotted + ".")
+            section = data.get(name)
+            if section is not None and not isinstance(section, dict):
+                raise ConfigError(f"{dotted}: expected a mapping of keys to values, got {section!r}")
+            kwargs[name] = _build(ftype, section or {}, dotted + ".")
         elif name in data:
             value = _coerce(data[name], ftype, dotted)
             _check_rules(dotted, value, f.metadata)
@@ -524,7 +546,7 @@ def validate(config: Config) -> Config:
         )
     if t.cosine_periods and any(p < 1 for p in t.cosine_periods):
         raise ConfigError(f"train.cosine_periods: each period must be >= 1, got {t.cosine_periods}")
-    if t.decay_start is not None and t.decay_start > t.max_steps:
+    if t.scheduler == "linear" and t.decay_start is not None and t.decay_start > t.max_steps:
         raise ConfigError(
             f"train.decay_start: {t.decay_start} is after train.max_steps ({t.max_steps})"
         )

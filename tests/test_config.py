@@ -124,6 +124,10 @@ def test_unknown_key_in_yaml(tmp_path):
         ("data.scale=5", "data.scale: invalid value 5; allowed: 2|3|4"),
         ("train.betas=[0.5]", "train.betas: expected two numbers in [0, 1)"),
         ("train.ema=2", "train.ema: invalid value 2.0; must be <= 1.0"),
+        ("train.lr_g=nan", "train.lr_g: expected a finite number, got 'nan'"),
+        ("train.ema=.nan", "train.ema: expected a finite number, got nan"),
+        ("train.betas=[0.5,.inf]", "train.betas[1]: expected a finite number, got inf"),
+        ("train.plateau_factor=1", "train.plateau_factor: invalid value 1.0; must be < 1.0"),
     ],
 )
 def test_wrong_type_or_value_names_key_value_and_allowed(override, message):
@@ -162,8 +166,15 @@ def test_yaml_top_level_must_be_mapping(tmp_path):
 
 
 def test_section_must_be_mapping(tmp_path):
-    path = write(tmp_path, "train: 5\n")
-    with pytest.raises(ConfigError, match="train: expected a mapping"):
+    for text in ("train: 5\n", "model: false\n", "model: []\n"):
+        with pytest.raises(ConfigError, match=f"{text.split(':')[0]}: expected a mapping"):
+            load_config(write(tmp_path, text))
+    assert load_config(write(tmp_path, "train:\n")).train.batch_size == 1  # an empty section is fine
+
+
+def test_a_key_given_twice_is_an_error(tmp_path):
+    path = write(tmp_path, "train:\n  batch_size: 2\n  batch_size: 3\n")
+    with pytest.raises(ConfigError, match=r"line 3 column 3: key 'batch_size' appears twice"):
         load_config(path)
 
 
@@ -176,3 +187,7 @@ def test_cross_key_rules():
         load_config(None, ["train.scheduler=step"])
     cfg = load_config(None, ["task=colorization"])
     assert cfg.channels() == (1, 2)
+    with pytest.raises(ConfigError, match="train.decay_start: 40 is after train.max_steps"):
+        load_config(None, ["train.decay_start=40", "train.max_steps=4"])
+    # decay_start only matters to the linear schedule
+    assert load_config(None, ["train.decay_start=40", "train.max_steps=4", "train.scheduler=constant"])
