@@ -22,6 +22,7 @@ Run directory (``output_dir``)::
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -812,6 +813,20 @@ class Trainer:
             shutil.rmtree(stale, ignore_errors=True)
 
     def load_checkpoint(self, path: Path) -> None:
+        """Restore a checkpoint; a missing or damaged file in it is one UserError that
+        names it and the checkpoint to fall back to."""
+        try:
+            self._load_checkpoint(path)
+        except UserError:
+            raise
+        except Exception as err:  # json, safetensors, torch and OS errors of a damaged file
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            earlier = [c for c in list_checkpoints(self.output_dir) if checkpoint_step(c) < checkpoint_step(path)]
+            fallback = (f"resume from the one before it with --resume {earlier[-1]}, or delete it"
+                        if earlier else "delete it to start afresh")
+            raise UserError(f"checkpoint {path} is incomplete or damaged ({first}); {fallback}") from None
+
+    def _load_checkpoint(self, path: Path) -> None:
         import random
 
         import numpy as np
@@ -906,11 +921,20 @@ class Trainer:
         return before
 
     def _trim_metrics_log(self) -> None:
-        """After a resume, drop log lines a killed run wrote past the checkpoint."""
+        """Drop log lines past the step this run starts from: after a resume, what a killed
+        run wrote past its checkpoint; for a fresh run, everything a run killed before its
+        first checkpoint wrote (and a last line it left half-written)."""
         path = self.output_dir / "metrics.jsonl"
-        if not path.exists() or self.step == 0:
+        if not path.exists():
             return
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= self.step]
+
+        def step_of(line: str) -> float:
+            try:
+                return json.loads(line).get("step", 0)
+            except ValueError:
+                return math.inf
+
+        kept = [line for line in path.read_text().splitlines() if line.strip() and step_of(line) <= self.step]
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         tmp.replace(path)

@@ -202,6 +202,39 @@ def test_resume_with_another_learning_rate_uses_it(task_data, tmp_path, schedule
     assert trainer.opt_G.param_groups[0]["betas"] == (0.6, 0.9)
 
 
+def test_a_fresh_run_does_not_append_to_a_killed_runs_log(task_data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    # what a run killed before its first checkpoint leaves: log lines, a half-written last one
+    (run / "metrics.jsonl").write_text('{"step": 1, "G_L1": 9}\n{"step": 2, "G_L1": 8}\n{"step": 3, "G_')
+    make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=2").fit()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps and steps == sorted(steps) and steps.count(1) == 1 and max(steps) == 2
+
+
+def test_a_damaged_checkpoint_is_named_with_the_one_to_fall_back_to(task_data, tmp_path):
+    run = tmp_path / "run"
+    make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=2", "train.save_every=1").fit()
+    newest = run / "checkpoints" / "step-000002"
+    damages = {
+        "trainer_state.json": lambda f: f.write_text("{"),
+        "model.safetensors": lambda f: f.write_bytes(f.read_bytes()[:100]),
+        "optimizer.bin": lambda f: f.unlink(),
+    }
+    for name, damage in damages.items():
+        backup = (newest / name).read_bytes()
+        damage(newest / name)
+        with pytest.raises(UserError) as err:
+            make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=3", resume="auto").fit()
+        message = str(err.value)
+        assert message.startswith(f"checkpoint {newest} is incomplete or damaged ("), (name, message)
+        assert f"--resume {run / 'checkpoints' / 'step-000001'}" in message and "\n" not in message
+        (newest / name).write_bytes(backup)
+    summary = make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=3",
+                           resume=str(run / "checkpoints" / "step-000001")).fit()
+    assert summary["step"] == 3
+
+
 def test_resume_auto_without_checkpoint_still_applies_init_from(task_data, tmp_path):
     stage1 = tmp_path / "psnr"
     make_trainer("srgan", task_data["srgan"], stage1, "model.discriminator.name=none", "train.max_steps=1").fit()
