@@ -72,12 +72,9 @@ def load_reference_state(path: str | Path, key: str | None = None) -> dict[str, 
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, refused globals, truncated zip: bad input
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"cannot read {path} as a weights-only PyTorch file: {reason}"
-        ) from None
+        obj = model_io.read_weights_file(path)
+    except ValueError as err:
+        raise UserError(f"cannot read {path}: {err}") from None
     if key is not None:
         if not isinstance(obj, dict) or key not in obj:
             found = list(obj) if isinstance(obj, dict) else type(obj).__name__

@@ -272,22 +272,13 @@ def _hub_copy() -> Path | None:
 
 
 def _read_state_dict(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from img2img.model_io import read_weights_file
 
-        try:
-            return load_file(str(path))
-        except Exception as error:  # noqa: BLE001 - any failure here means a bad file
-            raise UserError(
-                f"cannot read FID weights {path}: not a valid safetensors file ({error})"
-            ) from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - unreadable, truncated or unsafe pickles
+        state = read_weights_file(path)
+    except ValueError as err:
         raise UserError(
-            f"cannot read FID weights {path} as a PyTorch state dict ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}); expected {FID_WEIGHTS_NAME} "
-            f"from {FID_WEIGHTS_URL}"
+            f"cannot read FID weights {path}: {err}; expected {FID_WEIGHTS_NAME} from {FID_WEIGHTS_URL}"
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

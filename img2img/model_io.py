@@ -47,6 +47,36 @@ def check_replaceable(directory: str | Path) -> None:
         )
 
 
+def read_weights_file(path: str | Path) -> object:
+    """What a ``.safetensors`` file, or a ``.pth``/``.pt``/``.bin`` file read with
+    ``torch.load(weights_only=True)``, holds; never unpickles anything but tensors and
+    plain containers. A file that cannot be read so is a ValueError with a one-line
+    reason (callers add what the file was for)."""
+    import torch
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"not a valid safetensors file ({first})") from None
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, refused globals, truncated zip: a bad file
+        if isinstance(err, OSError) and not isinstance(err, EOFError):
+            raise ValueError(err.strerror or str(err)) from None
+        name = type(err).__name__
+        if "Unpickl" in name or "weights_only" in str(err):
+            raise ValueError(
+                "not a PyTorch weights file, or one holding more than tensors (it is read "
+                "with weights_only=True and nothing else is unpickled)") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else name
+        raise ValueError(f"not a PyTorch weights file, or a damaged one (torch.load: {first})") from None
+
+
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """safetensors' ``save_file``, with its I/O failures (out of disk, read-only file
     system) raised as the OSError they are, naming the file."""

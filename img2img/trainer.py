@@ -284,19 +284,21 @@ class Trainer:
         return accelerator
 
     def _init_from(self, path: str) -> None:
-        from img2img.model_io import load_model
+        from img2img.model_io import load_model, load_state_dict_strict
 
         config, generators = load_model(path)
+        theirs, ours = _flatten(config.to_dict()), _flatten(self.config.to_dict())
+        differ = [k for k in ours if (k.startswith("model.") or k == "data.scale") and k != "model.init_from"
+                  and theirs.get(k) != ours[k]]
+        settings = "; it differs in " + ", ".join(
+            f"{k} ({theirs.get(k)!r} there, {ours[k]!r} here)" for k in differ) if differ else ""
         for name, net in self.G.items():
             if name not in generators:
                 raise UserError(f"model.init_from {path}: it has no generator {name!r}")
             try:
-                net.load_state_dict(generators[name].state_dict())
-            except RuntimeError as err:
-                first = str(err).splitlines()[0]
-                raise UserError(
-                    f"model.init_from {path}: generator {name} does not fit this config: {first}"
-                ) from None
+                load_state_dict_strict(net, generators[name].state_dict(), f"model.init_from {path}")
+            except UserError as err:
+                raise UserError(f"{err} (generator {name}){settings}") from None
         log.info("initialised %s from %s", ", ".join(self.G), path)
 
     def _build_data(self) -> None:

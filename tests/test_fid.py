@@ -205,8 +205,12 @@ def test_bad_weights_files_name_the_file(inception, tmp_path):
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(UserError, match=r"garbage\.pth"):
+    with pytest.raises(UserError, match=r"garbage\.pth: not a PyTorch weights file") as err:
         load_fid_inception(garbage)
+    assert "weights_only` set to `False`" not in str(err.value)  # torch's advice is not ours
+    with pytest.raises(UserError, match=r"cannot read FID weights .*torn\.safetensors: not a valid safetensors file"):
+        (tmp_path / "torn.safetensors").write_bytes(b"\x10\x00")
+        load_fid_inception(tmp_path / "torn.safetensors")
 
     with pytest.raises(UserError, match=r"nowhere\.pth does not exist.*" + FID_WEIGHTS_URL):
         load_fid_inception(tmp_path / "nowhere.pth")

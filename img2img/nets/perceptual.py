@@ -96,20 +96,13 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
             f"loss.vgg_weights: file not found: {path} (give a torchvision vgg19 state dict "
             "as .pth or .safetensors, 'imagenet' or 'none')"
         )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if path.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
+        raise UserError(f"loss.vgg_weights: {path} must end in .pth, .pt or .safetensors")
+    from img2img.model_io import read_weights_file
 
-            return load_file(str(path), device="cpu")
-        if path.suffix in (".pth", ".pt", ".bin"):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            raise UserError(
-                f"loss.vgg_weights: {path} must end in .pth, .pt or .safetensors"
-            )
-    except UserError:
-        raise
-    except Exception as err:
+    try:
+        state = read_weights_file(path)
+    except ValueError as err:
         raise UserError(f"loss.vgg_weights: cannot read {path}: {err}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
