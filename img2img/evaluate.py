@@ -226,16 +226,9 @@ def cli_eval(args) -> int:
 
     if args.crop_border is not None and args.crop_border < 0:
         raise UserError(f"--crop-border must be 0 or more, got {args.crop_border}")
-    out = Path(args.out).expanduser() if args.out else None
-    if out is not None:
-        if out.is_dir():
-            raise UserError(f"--out {out} is a folder; give a file name such as {out / 'eval.json'}")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise UserError(f"--out {out}: {out.parent} (or a folder above it) is a file, not a folder") from None
-        except OSError as err:
-            raise UserError(f"--out {out}: cannot create {out.parent} ({err.strerror or err})") from None
+    from img2img.outputs import writable_parent
+
+    out = writable_parent(Path(args.out).expanduser()) if args.out else None
     device = resolve_device(args.device)
     model_dir = find_model(args.model)
     config, generators = load_model(model_dir, device=str(device))

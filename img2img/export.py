@@ -50,6 +50,7 @@ from torch import nn
 
 from img2img import model_io
 from img2img.errors import UserError
+from img2img.outputs import writable_parent
 
 TOLERANCE = 1e-4
 ONNX_INPUT, ONNX_OUTPUT = "input", "output"
@@ -259,17 +260,6 @@ def _shapes_text(shapes: list[tuple[int, ...]], diffs: list[float]) -> str:
     return ", ".join(f"{d:.2e} at {'x'.join(map(str, s))}" for s, d in zip(shapes, diffs))
 
 
-def _writable_parent(path: Path) -> Path:
-    """``path`` after making its folder; one UserError when that cannot be done."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UserError(f"--out {path}: {path.parent} (or a folder above it) is a file, not a folder") from None
-    except OSError as err:
-        raise UserError(f"--out {path}: cannot create {path.parent} ({err.strerror or err})") from None
-    return path
-
-
 def cli_export(args: Any) -> int:
     """``img2img export MODEL --format onnx|safetensors|torchscript --out PATH``."""
     from img2img.inference import find_model
@@ -287,7 +277,7 @@ def cli_export(args: Any) -> int:
                 f"model.safetensors, what img2img.load reads); give a folder name such as "
                 f"{out.with_suffix('')}")
         try:
-            out = model_io.save_model(_writable_parent(out), config, generators)
+            out = model_io.save_model(writable_parent(out), config, generators)
         except OSError as err:
             raise UserError(f"--out {out}: cannot write the model ({err.strerror or err})") from None
         print(f"wrote {out} ({', '.join(generators)}; load it with img2img.load)")
@@ -297,7 +287,7 @@ def cli_export(args: Any) -> int:
     range_text = "input NCHW in " + _input_range(config)
     try:
         if args.format == "onnx":
-            path = _writable_parent(_file_target(args.out, f"{stem}.onnx"))
+            path = writable_parent(_file_target(args.out, f"{stem}.onnx"))
             diffs = export_onnx(net, path, opset=args.opset, metadata=_metadata(config, name, net))
             m = int(getattr(net, "size_multiple", 1))
             print(
@@ -306,7 +296,7 @@ def cli_export(args: Any) -> int:
             )
             print(f"ONNX Runtime check: max |onnx - torch| = {_shapes_text(shapes, diffs)}")
             return 0
-        path = _writable_parent(_file_target(args.out, f"{stem}.pt"))
+        path = writable_parent(_file_target(args.out, f"{stem}.pt"))
         diffs = export_torchscript(net, path)
     except OSError as err:  # out of disk, permissions
         raise UserError(f"--out {args.out}: cannot write the export ({err.strerror or err})") from None

@@ -893,15 +893,6 @@ def _single_output_file(spec: str, out: Path) -> Path | None:
     return None
 
 
-def _make_output_folder(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file, not a folder; give a folder for the outputs")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--out {out_dir}: cannot create the folder ({err.strerror or err})") from None
-
-
 def _read_for_predict(path: Path) -> tuple[np.ndarray, int]:
     """The image as uint8 (8-bit files) or uint16 (deeper files), and the PNG bit depth
     its output gets: 16 when the input had more than 8 bits, else 8."""
@@ -933,7 +924,9 @@ def cli_predict(args: Any) -> int:
     else:
         items, _ = collect_inputs(args.input, out_dir)
     check_outputs(items, out_dir)
-    _make_output_folder(out_dir)
+    from img2img.outputs import make_folder
+
+    make_folder(out_dir)
     translator = load(
         args.model,
         device=args.device,

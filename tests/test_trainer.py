@@ -430,12 +430,6 @@ def test_srgan_gan_stage_starts_from_psnr_stage(task_data, tmp_path):
     _, g1 = load_model(stage1)
     for key, value in g1["G"].state_dict().items():
         assert torch.equal(value, stage2.G["G"].state_dict()[key].cpu())
-    with pytest.raises(UserError) as err:  # another network: what differs is named
-        make_trainer("srgan", task_data["srgan"], tmp_path / "gan2", f"model.init_from={stage1}",
-                     "model.generator.ngf=4")
-    message = str(err.value)
-    assert message.startswith(f"weights in model.init_from {stage1} do not fit the network: ")
-    assert "model.generator.ngf (8 there, 4 here)" in message and "\n" not in message
     assert "D" in stage2.D
     stage2.fit()
     rows = [r for r in read_metrics(tmp_path / "gan") if "loss/G_perceptual" in r]
