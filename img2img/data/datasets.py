@@ -314,12 +314,11 @@ def mod_crop(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def quantize_like(lr: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """Clip to [0, 1] and round to the bit depth of the source, as a saved LR file would be."""
+    """Clip to [0, 1]; an 8-bit source's LR is rounded to 8 bits, as a saved LR file would
+    be. Deeper sources (16-bit, float: the reader gives them as float32) keep a float LR."""
     lr = np.clip(lr, 0.0, 1.0)
     if like.dtype == np.uint8:
         return np.rint(lr * 255.0).astype(np.uint8)
-    if like.dtype == np.uint16:
-        return np.rint(lr * 65535.0).astype(np.uint16)
     return lr.astype(np.float32)
 
 
