@@ -266,7 +266,8 @@ class Trainer:
             os.environ["WANDB_MODE"] = "offline"  # no network, no login; sync later with `wandb sync`
         _reset_accelerate_state()
         accelerator = Accelerator(
-            cpu=c.device == "cpu",
+            # auto without a GPU is the CPU: under torchrun that makes a real (gloo) group
+            cpu=c.device == "cpu" or (c.device == "auto" and not torch.cuda.is_available()),
             mixed_precision=c.mixed_precision,
             gradient_accumulation_plugin=GradientAccumulationPlugin(
                 num_steps=c.train.grad_accum, sync_with_dataloader=False

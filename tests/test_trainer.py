@@ -485,8 +485,10 @@ with open(out + ".json", "w") as f:
 
 def test_two_process_torchrun_on_cpu(task_data, tmp_path):
     run = tmp_path / "run"
+    # device auto on a machine without a GPU: the CPU, and a real two-process group
+    device = "device=cpu" if torch.cuda.is_available() else "device=auto"
     cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=3", "train.batch_size=1",
-                                           "eval.every=3"))
+                                           "eval.every=3", device))
     save_config(cfg, tmp_path / "c.yaml")
     (tmp_path / "driver.py").write_text(DRIVER)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
