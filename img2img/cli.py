@@ -209,11 +209,16 @@ def _user_message(err: Exception) -> str:
     return message
 
 
-def _report(message: str) -> None:
-    from img2img.log import is_main_process
+def _report(message: str, every_rank: bool = False) -> None:
+    """The error line, from the main process; with ``every_rank`` (an error only the
+    process that met it may know of, such as a bad file in its share of the data) from
+    any process, naming its rank."""
+    from img2img.log import is_main_process, process_rank
 
     if is_main_process():
         print(f"img2img: error: {message}", file=sys.stderr)
+    elif every_rank:
+        print(f"img2img: error (rank {process_rank()}): {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,11 +240,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.cfg = load_config(args.config, args.overrides)
         result = _resolve(args.handler)(args)
     except UserError as err:
-        _report(_user_message(err))
+        _report(_user_message(err), every_rank=getattr(err, "rank_specific", False))
         return err.exit_code
     except KeyboardInterrupt:
         _report("interrupted")
         return 130
+    except RuntimeError as err:
+        # Under torchrun: the process that met an error has reported it and left; the
+        # others then fail in their next collective. One line says so instead of a trace.
+        peer_gone = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and any(p in str(err) for p in peer_gone):
+            _report("stopped: another process of this run failed (its message is above)", every_rank=True)
+            return 2
+        raise
     except OSError as err:
         # Out of disk, permission denied, a read-only file system, a file where a folder
         # should be: the user's environment, not a bug.

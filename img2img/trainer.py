@@ -21,6 +21,7 @@ Run directory (``output_dir``)::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -126,7 +127,32 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _worker_init(worker_id: int) -> None:
+#: Set to 1 by the main process once it is leaving (its own exit, or the end of training):
+#: shared with the DataLoader workers (see :func:`_worker_init`).
+_LEAVING = None
+
+
+def _leaving_flag():
+    """The shared "main process is leaving" flag, made once per process, set at exit."""
+    global _LEAVING
+    if _LEAVING is None:
+        import atexit
+        import multiprocessing
+
+        _LEAVING = multiprocessing.Value("b", 0, lock=False)
+        # Registered after multiprocessing's own exit handler, so it runs before it: the
+        # workers that handler then stops with SIGTERM see the flag and leave.
+        atexit.register(_set_leaving)
+    _LEAVING.value = 0  # a new run (several can train in one process, one after another)
+    return _LEAVING
+
+
+def _set_leaving() -> None:
+    if _LEAVING is not None:
+        _LEAVING.value = 1
+
+
+def _worker_init(worker_id: int, leaving=None) -> None:
     import random
 
     import numpy as np
@@ -135,18 +161,21 @@ def _worker_init(worker_id: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     # SIGTERM and SIGINT often reach the whole process group (Ctrl-C in a terminal, a
-    # scheduler's preemption, `timeout`), and multiprocessing stops workers with SIGTERM
-    # when the main process exits. A worker killed by the signal would make the main
-    # process fail with "DataLoader worker ... is killed by signal" before it could save;
-    # one that ignored it would hang the main process's exit. So a worker leaves at once
-    # with exit code 0, which the DataLoader does not count as a failure: the main process
-    # finishes its step (or, waiting for data, stops before it) and saves.
-    signal.signal(signal.SIGTERM, _worker_exit)
-    signal.signal(signal.SIGINT, _worker_exit)
+    # scheduler's preemption, `timeout`, torchrun passing a SIGTERM on). The workers then
+    # keep serving batches, so that every process finishes its step in step with the
+    # others (a worker gone mid-step leaves one rank waiting in a collective for another)
+    # and the main process saves and stops them. Once the main process is leaving (its
+    # exit, where multiprocessing stops workers with SIGTERM), the signal ends the worker
+    # at once, with exit code 0: an error in the main process never hangs its exit.
+    global _LEAVING
+    _LEAVING = leaving
+    signal.signal(signal.SIGTERM, _worker_signal)
+    signal.signal(signal.SIGINT, _worker_signal)
 
 
-def _worker_exit(signum, frame) -> None:
-    os._exit(0)
+def _worker_signal(signum, frame) -> None:
+    if _LEAVING is None or _LEAVING.value:
+        os._exit(0)
 
 
 # --------------------------------------------------------------------------- trainer
@@ -179,8 +208,10 @@ class Trainer:
             self._init_from(config.model.init_from)
         _seed_everything(config.seed + 7919 * self.rank)
 
-        with self.accelerator.main_process_first():
-            self._build_data()
+        # Every process checks the data at once: a bad file stops them all alike, each
+        # with the same error (one process first, the others at a barrier, would leave
+        # those waiting on a process that is gone).
+        self._build_data()
         self.task.setup_losses(self.device)
         self.feature_net = self._load_feature_net()  # a bad weights path fails now, not at the end
         self._build_optimization()
@@ -326,7 +357,7 @@ class Trainer:
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=self.device.type == "cuda",
-            worker_init_fn=_worker_init if workers > 0 else None,
+            worker_init_fn=functools.partial(_worker_init, leaving=_leaving_flag()) if workers > 0 else None,
             generator=torch.Generator().manual_seed(c.seed),
             prefetch_factor=4 if workers > 0 else None,
         )
@@ -434,37 +465,32 @@ class Trainer:
         batches = self._batches()
         progress = self._progress()
         summary: dict[str, Any] = {}
+        # The signal handlers stay on to the end: a signal during the final evaluation,
+        # save or export lets them finish (a second one stops at once).
         with self._signals():
             while self.step < c.train.max_steps:
-                position = (self.epoch, self.batch_in_epoch)
                 try:
                     self._train_step(batches)
-                except RuntimeError as err:
-                    if self._stop_signal is None or "DataLoader worker" not in str(err):
-                        raise
-                    # The signal also stopped the data workers before this step had its
-                    # data: save the last whole step, with the data position it ended at.
-                    self.epoch, self.batch_in_epoch = position
-                    for net in (*self.G.values(), *self.D.values()):
-                        net.zero_grad(set_to_none=True)
-                    self._save_and_stop(summary)
-                    break
+                except UserError as err:  # a bad file in this process's share, a NaN loss
+                    err.rank_specific = True  # only this process may know: it reports it
+                    raise
                 self.step += 1
                 progress.update(1)
                 self._after_step(progress)
                 if self._should_stop():
                     self._save_and_stop(summary)
                     break
-        progress.close()
-        if "stopped_at" not in summary:
-            try:
-                if self.val_set is not None and (not c.eval.every or self.step % c.eval.every):
-                    self._evaluate()
-            finally:  # a failing final evaluation must not lose the trained weights
-                if self._last_saved_step != self.step:
-                    self.save_checkpoint()
-                self.export(self.output_dir / "model")
-            summary["model"] = str(self.output_dir / "model")
+            progress.close()
+            if "stopped_at" not in summary:
+                try:
+                    if self.val_set is not None and (not c.eval.every or self.step % c.eval.every):
+                        self._evaluate()
+                finally:  # a failing final evaluation must not lose the trained weights
+                    if self._last_saved_step != self.step:
+                        self.save_checkpoint()
+                    self.export(self.output_dir / "model")
+                summary["model"] = str(self.output_dir / "model")
+            _set_leaving()  # the data workers are done: a signal now just ends them
         summary.update(step=self.step, best=self.best, nonfinite_skipped=self.nonfinite_skipped)
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()

@@ -342,6 +342,24 @@ def test_sigterm_saves_and_exits_zero(task_data, tmp_path, workers):
     assert "Traceback" not in err.decode()
 
 
+def test_a_signal_during_the_final_evaluation_still_saves_everything(task_data, tmp_path):
+    """SIGTERM after the last step, while the final evaluation runs: it finishes, the last
+    checkpoint and model/ are written whole, and fit returns normally."""
+    run = tmp_path / "run"
+
+    class SignalledLate(Trainer):
+        def _evaluate(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # a real signal, delivered to this process
+            return super()._evaluate()
+
+    cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=2"))
+    summary = SignalledLate(cfg).fit()
+    assert summary["step"] == 2 and "model" in summary
+    assert [p.name for p in list_checkpoints(run)] == ["step-000002"]
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    load_model(run / "model")
+
+
 def test_an_error_with_data_workers_exits_instead_of_hanging(tmp_path):
     """A file that fails only when decoded, mid-run, with DataLoader workers: one message,
     exit 2, and the process ends (multiprocessing's exit stops the workers)."""
@@ -506,3 +524,29 @@ def test_two_process_torchrun_on_cpu(task_data, tmp_path):
         assert torch.equal(w0[key], w1[key]), key
     evals = [r for r in read_metrics(run) if "eval/psnr" in r]
     assert len(evals) == 1  # evaluated once, sharded, logged by the main process
+
+
+def test_a_bad_file_met_by_one_process_is_reported_once_by_it(tmp_path):
+    """Under torchrun, the process whose share holds a file that fails only when decoded
+    names it (rank 1 included); the other stops with one line instead of a trace."""
+    from PIL import Image
+
+    root = make_task_data(tmp_path / "data", "colorization", n_train=3, n_val=0, size=40)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "train" / "bad.jpg")
+    data = bytearray((root / "train" / "bad.jpg").read_bytes())
+    for i in range(300, len(data) - 10, 40):  # broken scan data, end marker kept
+        data[i] = 0xFF if data[i] != 0xFF else 0
+    (root / "train" / "bad.jpg").write_bytes(bytes(data))
+    device = "device=cpu" if torch.cuda.is_available() else "device=auto"
+    cfg = load_config(None, tiny_overrides("colorization", root, tmp_path / "run", "train.max_steps=20",
+                                           "train.batch_size=1", device))
+    save_config(cfg, tmp_path / "c.yaml")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           "-m", "img2img", "train", str(tmp_path / "c.yaml")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("img2img: error")]
+    assert len([e for e in errors if "bad.jpg" in e]) == 1, result.stderr[-3000:]
+    assert "[rank0]: Traceback" not in result.stderr and "[rank1]: Traceback" not in result.stderr
