@@ -50,7 +50,7 @@ from torch import nn
 
 from img2img import model_io
 from img2img.errors import UserError
-from img2img.outputs import writable_parent
+from img2img.outputs import make_folder, writable_parent
 
 TOLERANCE = 1e-4
 ONNX_INPUT, ONNX_OUTPUT = "input", "output"
@@ -277,7 +277,8 @@ def cli_export(args: Any) -> int:
                 f"model.safetensors, what img2img.load reads); give a folder name such as "
                 f"{out.with_suffix('')}")
         try:
-            out = model_io.save_model(writable_parent(out), config, generators)
+            make_folder(out.parent, given=out)
+            out = model_io.save_model(out, config, generators)
         except OSError as err:
             raise UserError(f"--out {out}: cannot write the model ({err.strerror or err})") from None
         print(f"wrote {out} ({', '.join(generators)}; load it with img2img.load)")
