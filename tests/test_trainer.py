@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -19,7 +18,7 @@ from img2img.config import load_config, save_config
 from img2img.errors import ConfigError, DataError, NonFiniteLossError, UserError
 from img2img.model_io import load_model
 from img2img.trainer import Trainer, list_checkpoints
-from tests.tiny import make_task_data, tiny_overrides
+from tests.tiny import make_task_data, save_undecodable_jpeg, tiny_overrides
 
 TASKS = ["pix2pix", "colorization", "cyclegan", "srgan"]
 
@@ -363,15 +362,8 @@ def test_a_signal_during_the_final_evaluation_still_saves_everything(task_data, 
 def test_an_error_with_data_workers_exits_instead_of_hanging(tmp_path):
     """A file that fails only when decoded, mid-run, with DataLoader workers: one message,
     exit 2, and the process ends (multiprocessing's exit stops the workers)."""
-    from PIL import Image
-
     root = make_task_data(tmp_path / "data", "colorization", n_train=4, n_val=0, size=40)
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "train" / "bad.jpg")
-    data = bytearray((root / "train" / "bad.jpg").read_bytes())
-    for i in range(300, len(data) - 10, 40):  # broken scan data, end marker kept
-        data[i] = 0xFF if data[i] != 0xFF else 0
-    (root / "train" / "bad.jpg").write_bytes(bytes(data))
+    save_undecodable_jpeg(root / "train" / "bad.jpg", seed=0)
     cfg = load_config(None, tiny_overrides("colorization", root, tmp_path / "run", "train.max_steps=50",
                                            "data.num_workers=2"))
     save_config(cfg, tmp_path / "c.yaml")
@@ -529,15 +521,8 @@ def test_two_process_torchrun_on_cpu(task_data, tmp_path):
 def test_a_bad_file_met_by_one_process_is_reported_once_by_it(tmp_path):
     """Under torchrun, the process whose share holds a file that fails only when decoded
     names it (rank 1 included); the other stops with one line instead of a trace."""
-    from PIL import Image
-
     root = make_task_data(tmp_path / "data", "colorization", n_train=3, n_val=0, size=40)
-    rng = np.random.default_rng(1)
-    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "train" / "bad.jpg")
-    data = bytearray((root / "train" / "bad.jpg").read_bytes())
-    for i in range(300, len(data) - 10, 40):  # broken scan data, end marker kept
-        data[i] = 0xFF if data[i] != 0xFF else 0
-    (root / "train" / "bad.jpg").write_bytes(bytes(data))
+    save_undecodable_jpeg(root / "train" / "bad.jpg", seed=1)
     device = "device=cpu" if torch.cuda.is_available() else "device=auto"
     cfg = load_config(None, tiny_overrides("colorization", root, tmp_path / "run", "train.max_steps=20",
                                            "train.batch_size=1", device))

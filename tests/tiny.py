@@ -26,6 +26,21 @@ def save_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(array).save(path)
 
 
+def save_undecodable_jpeg(path: Path, seed: int = 0, size: int = 40) -> Path:
+    """A JPEG whose compressed data is wrecked but which still ends with its end marker:
+    it passes the fast pre-training check and fails only when decoded."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    for i in range(300, len(data) - 10, 40):
+        data[i] = 0xFF if data[i] != 0xFF else 0
+    path.write_bytes(bytes(data))
+    return path
+
+
 def make_task_data(root: Path, task: str, n_train: int = 6, n_val: int = 2, size: int = 40) -> Path:
     """A tiny data set in the layout the task reads."""
     rng = np.random.default_rng(0)

@@ -38,6 +38,26 @@ def environment(device: str) -> dict:
     return env
 
 
+def run_case_subprocess(script: str, case: dict) -> dict:
+    """Run ``script --case JSON`` in a fresh Python process (so that its peak memory is its
+    own) and return the row it prints last as JSON; a failed case gives ``{"note": ...}``."""
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.setdefault("WANDB_MODE", "disabled")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    proc = subprocess.run(
+        [sys.executable, str(Path(script).resolve()), "--case", json.dumps(case)],
+        capture_output=True, text=True, env=env,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        return {"note": f"failed (exit {proc.returncode}): {tail[0][:200]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     if not rows:
         return

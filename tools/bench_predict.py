@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -114,15 +113,9 @@ def run(opts) -> list[dict]:
 
 
 def run_case_subprocess(case: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--case", json.dumps(case)],
-        capture_output=True, text=True, env=env,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-        return {"note": f"failed (exit {proc.returncode}): {tail[0][:200]}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from bench import run_case_subprocess as run_script_case
+
+    return run_script_case(__file__, case)
 
 
 def _rss_mb() -> float:
