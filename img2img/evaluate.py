@@ -218,8 +218,6 @@ def cli_eval(args) -> int:
     from pathlib import Path
 
     from img2img.data import build_dataset
-    from img2img.data.io import SKIP_HINT
-    from img2img.errors import DataError
     from img2img.inference import find_model, resolve_device
     from img2img.model_io import load_model
     from img2img.tasks import build_task
@@ -238,10 +236,7 @@ def cli_eval(args) -> int:
     if args.lr_dir and config.task != "srgan":
         raise UserError("--lr-dir is for super-resolution models only")
     config = eval_config(config, str(data_dir), args.lr_dir)
-    try:
-        dataset = build_dataset(config, "val")
-    except DataError as err:
-        raise DataError(str(err).replace(SKIP_HINT, "Fix or remove them, then evaluate again.")) from None
+    dataset = build_dataset(config, "val", bad_files_hint="Fix or remove them, then evaluate again.")
     if dataset is None or len(dataset) == 0:
         if config.task == "cyclegan":
             raise UserError(

@@ -829,7 +829,7 @@ def dataset_from_files(config: Any, found: SplitFiles) -> Dataset:
     )
 
 
-def build_dataset(config: Any, split: str) -> Dataset | None:
+def build_dataset(config: Any, split: str, bad_files_hint: str | None = None) -> Dataset | None:
     """The dataset of ``config.task`` for ``split`` ("train" or "val").
 
     Layout under ``data.root``: ``<train_split>/`` and ``<val_split>/`` (``A/`` and ``B/``
@@ -845,7 +845,8 @@ def build_dataset(config: Any, split: str) -> Dataset | None:
     found = collect_split(config, split)
     if found is None:
         return None
-    apply_on_error(found.problems, config.data.on_error, where=found.where)
+    apply_on_error(found.problems, config.data.on_error, where=found.where,
+                   **({"hint": bad_files_hint} if bad_files_hint else {}))
     count = len(found.items[0]) if config.task == "cyclegan" else len(found.items)
     if config.task == "cyclegan" and not found.items[1]:
         count = 0

@@ -714,21 +714,20 @@ def format_problems(problems: Sequence[tuple[Path | str, str]], limit: int | Non
     return "\n".join(lines)
 
 
-#: The last line of the on_error=raise error (``img2img eval`` says something else).
-SKIP_HINT = "Fix or remove them, or set data.on_error=skip to train without them."
+#: The last line of the on_error=raise error, for training.
+TRAIN_HINT = "Fix or remove them, or set data.on_error=skip to train without them."
 
 
 def apply_on_error(
-    problems: Sequence[tuple[Path | str, str]], on_error: str, where: str = "the data"
+    problems: Sequence[tuple[Path | str, str]], on_error: str, where: str = "the data",
+    hint: str = TRAIN_HINT,
 ) -> None:
-    """``raise``: one DataError listing every problem; ``skip``: one warning with the count."""
+    """``raise``: one DataError listing every problem, ending with ``hint`` (what to do);
+    ``skip``: one warning with the count."""
     if not problems:
         return
     if on_error == "raise":
-        raise DataError(
-            f"{len(problems)} bad file(s) in {where}:\n{format_problems(problems)}\n"
-            f"{SKIP_HINT}"
-        )
+        raise DataError(f"{len(problems)} bad file(s) in {where}:\n{format_problems(problems)}\n{hint}")
     if on_error != "skip":
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     for path, reason in problems:
