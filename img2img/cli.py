@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.cfg = load_config(args.config, args.overrides)
         result = _resolve(args.handler)(args)
     except UserError as err:
-        _report(_user_message(err), every_rank=getattr(err, "rank_specific", False))
+        _report(_user_message(err), every_rank=err.rank_specific)
         return err.exit_code
     except KeyboardInterrupt:
         _report("interrupted")

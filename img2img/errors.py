@@ -11,6 +11,9 @@ class UserError(Exception):
     """A mistake in the user's input (config, paths, data) with a message that says how to fix it."""
 
     exit_code = 2
+    #: Met by one process of a multi-process run only (a bad file in its share of the
+    #: data, a NaN loss there): that process reports it, not just rank 0.
+    rank_specific = False
 
 
 class ConfigError(UserError):
