@@ -17,6 +17,12 @@ from img2img import __version__
 from img2img.errors import UserError
 
 EPILOG = "Run 'img2img SUBCOMMAND --help' for the options of one subcommand."
+MODEL_HELP = (
+    "run directory, exported model directory or checkpoint directory; a model on the "
+    "Hugging Face Hub only with the hf:// prefix: hf://owner/name, or hf://owner/name@REV "
+    "pinned to a branch, tag or commit (a local path that does not exist is an error, never "
+    "a download)"
+)
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +58,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="PSNR/SSIM (and FID/KID) of a trained model against a baseline",
         description="Evaluate a run directory or exported model on a folder of images.",
     )
-    p.add_argument("model", help="run directory or exported model directory")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--data", required=True, help="folder of evaluation images")
     p.add_argument("--lr-dir", help="SR only: folder of matching low-resolution inputs")
     p.add_argument("--crop-border", type=int, help="pixels cut from each edge (SR: the scale)")
@@ -70,7 +76,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="run a model on images of any size",
         description="Translate a file, a folder (recursively) or a glob; writes PNGs.",
     )
-    p.add_argument("model", help="run directory, exported model directory or Hub repo id")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("input", help="an image file, a folder or a glob pattern")
     p.add_argument("--out", required=True,
                    help="output folder (never the input folder); for one input file, also an "
@@ -91,7 +97,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="export a generator to ONNX, safetensors or TorchScript",
         description="Export a trained generator; ONNX exports are checked with ONNX Runtime.",
     )
-    p.add_argument("model", help="run directory or exported model directory")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--format", required=True, choices=("onnx", "safetensors", "torchscript"))
     p.add_argument("--out", required=True, help="output file or directory")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")

@@ -13,8 +13,9 @@ interpolation (``align_corners=False``, no antialiasing) and scaled to [-1, 1], 
 pytorch-fid, so features match pytorch-fid's ``--dims 2048``.
 
 Weights: a local file, ``.pth`` (read with ``torch.load(weights_only=True)``) or
-``.safetensors``. Key names are those of the pytorch-fid file and map one to one onto this
-module's parameter and buffer names::
+``.safetensors``; a file with the pytorch-fid name must have the SHA-256 its name begins.
+Key names are those of the pytorch-fid file and map one to one onto this module's
+parameter and buffer names::
 
     Conv2d_1a_3x3.conv.weight                       stem convolution (no bias)
     Conv2d_1a_3x3.bn.{weight,bias,running_mean,running_var}   its batch norm (eps 1e-3)
@@ -299,9 +300,14 @@ def load_fid_inception(
 
     ``weights=None`` uses the copy in torch.hub's checkpoint directory if pytorch-fid or
     torchmetrics left one there, and otherwise raises a UserError that says where to get the
-    file and how to pass it.
+    file and how to pass it. A file named ``pt_inception-2015-12-05-6726825d.pth`` (a copy in
+    that cache or a path given) must have that hash: its SHA-256 starts with ``6726825d``,
+    torch.hub's convention; it is checked before the file is read.
     """
-    if weights is None:
+    from img2img.pretrained import check_named_hash
+
+    cached = weights is None
+    if cached:
         weights = _hub_copy()
         if weights is None:
             raise UserError(_missing_weights_message())
@@ -310,6 +316,9 @@ def load_fid_inception(
         raise UserError(
             f"FID weights file {path} does not exist; FID and KID need the FID Inception "
             f"weights ({FID_WEIGHTS_NAME}, about 92 MB) from {FID_WEIGHTS_URL}")
+    fix = (f"{'Delete it, or download' if cached else 'Download'} {FID_WEIGHTS_NAME} again "
+           f"from {FID_WEIGHTS_URL} and pass it with eval.fid_weights=PATH or --fid-weights PATH")
+    check_named_hash(path, FID_WEIGHTS_NAME, f"the FID Inception weights {FID_WEIGHTS_NAME}", fix)
     state = _read_state_dict(path)
 
     with torch.device("meta"):  # no random init: every tensor comes from the file

@@ -1,7 +1,8 @@
 """Inference: :class:`Translator` (any size, tiled, batched), :func:`load`, ``img2img predict``.
 
     import img2img
-    t = img2img.load("runs/facades")             # run dir, model dir, checkpoint dir, Hub id
+    t = img2img.load("runs/facades")             # run dir, model dir, checkpoint dir
+    t = img2img.load("hf://owner/name@v1")       # a Hub model: explicit, revision optional
     out = t(Image.open("photo.jpg"))              # PIL in -> PIL out
     outs = t([a, b, c], tile=512, tile_overlap=32, batch_size=4)
 
@@ -72,7 +73,11 @@ from img2img.log import get_logger
 
 log = get_logger(__name__)
 
+# Loading from the Hugging Face Hub is explicit: hf://owner/name, or hf://owner/name@revision.
+HUB_PREFIX = "hf://"
 HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A branch, a tag or a commit hash (branches may hold slashes: refs/pr/1).
+HUB_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".pkl")
 
 # Output rows finished (clamped, colour-converted, written to the sink) at a time.
@@ -103,9 +108,13 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def find_model(path: str | Path) -> Path:
     """The exported model directory behind ``path``: a run, model or checkpoint directory,
-    the ``config.json``/``model.safetensors`` file of one, or a Hugging Face Hub repo id
-    (``owner/name``, only when no such local path exists)."""
+    the ``config.json``/``model.safetensors`` file of one, or a Hugging Face Hub model
+    named explicitly, ``hf://owner/name`` or ``hf://owner/name@revision`` (see
+    :func:`fetch_hub_model`). A local path that does not exist is a "model not found"
+    UserError, whatever it looks like: nothing is fetched without the ``hf://`` prefix."""
     text = str(path)
+    if text.startswith(HUB_PREFIX):
+        return fetch_hub_model(*parse_hub_model(text))
     local = Path(path).expanduser()
     if local.exists():
         if local.is_file():
@@ -122,40 +131,70 @@ def find_model(path: str | Path) -> Path:
                 f"{model_io.CONFIG_FILE} and {model_io.WEIGHTS_FILE} (or a run directory)"
             )
         return model_io.resolve_model_dir(local)
-    if HUB_REPO_ID.match(text) and not text.startswith("."):
-        return _download_from_hub(text)
     raise UserError(
         f"model not found: {text} does not exist (give a run directory, an exported model "
-        "directory, a checkpoint directory, or a Hugging Face Hub repo id owner/name)"
+        f"directory or a checkpoint directory; a model on the Hugging Face Hub is named "
+        f"explicitly: {HUB_PREFIX}owner/name or {HUB_PREFIX}owner/name@revision)"
     )
 
 
-def _download_from_hub(repo_id: str) -> Path:
+def parse_hub_model(text: str) -> tuple[str, str | None]:
+    """``hf://owner/name`` -> ``("owner/name", None)``; ``hf://owner/name@rev`` ->
+    ``("owner/name", "rev")``, where ``rev`` is a branch, a tag or a commit hash."""
+    repo_id, at, revision = text[len(HUB_PREFIX):].partition("@")
+    if not HUB_REPO_ID.match(repo_id) or (at and (not HUB_REVISION.match(revision) or ".." in revision)):
+        raise UserError(
+            f"model {text!r}: expected {HUB_PREFIX}owner/name or {HUB_PREFIX}owner/name@revision "
+            "(a branch, a tag or a commit hash)"
+        )
+    return repo_id, (revision if at else None)
+
+
+def fetch_hub_model(repo_id: str, revision: str | None = None) -> Path:
+    """Fetch the exported model ``repo_id`` (at ``revision``: a branch, tag or commit hash;
+    the default branch when None) from the Hugging Face Hub into its local cache and return
+    that folder. Only ``config.json`` and ``model.safetensors`` are fetched, nothing
+    pickled; one log line says what was fetched (repo, revision, commit, local folder)."""
+    ref = f"{HUB_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         raise UserError(
-            f"{repo_id} is not a local path, and loading from the Hugging Face Hub needs "
-            "huggingface_hub (pip install huggingface_hub)"
+            f"model {ref}: loading from the Hugging Face Hub needs huggingface_hub "
+            "(pip install huggingface_hub)"
         ) from None
     try:
         local = snapshot_download(
-            repo_id, allow_patterns=[model_io.CONFIG_FILE, model_io.WEIGHTS_FILE]
+            repo_id,
+            revision=revision,
+            allow_patterns=[model_io.CONFIG_FILE, model_io.WEIGHTS_FILE],
         )
-    except Exception as err:  # offline, no network, no such repo, no access: all the user's
+    except Exception as err:  # offline, no network, no such repo or revision, no access
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = (
-            " (HF_HUB_OFFLINE is set and the repo is not in the local Hub cache; unset it "
+            " (HF_HUB_OFFLINE is set and the model is not in the local Hub cache; unset it "
             "or download the model directory yourself)"
             if offline
-            else " (check the repo id, your network and HF_TOKEN for private repos)"
+            else " (check the repo id, the revision, your network and HF_TOKEN for private repos)"
         )
         raise UserError(
-            f"model {repo_id!r} is not a local path and could not be fetched from the "
-            f"Hugging Face Hub{hint}: {type(err).__name__}: {reason}"
+            f"model {ref} could not be fetched from the Hugging Face Hub{hint}: "
+            f"{type(err).__name__}: {reason}"
         ) from None
-    return model_io.resolve_model_dir(local)
+    local = Path(local)
+    missing = [n for n in (model_io.CONFIG_FILE, model_io.WEIGHTS_FILE) if not (local / n).is_file()]
+    if missing:
+        raise UserError(
+            f"model {ref}: the Hub repo has no {' and '.join(missing)} at its top level (an "
+            f"img2img model is {model_io.CONFIG_FILE} + {model_io.WEIGHTS_FILE}, as "
+            "`img2img export --format safetensors` writes it)"
+        )
+    # The Hub cache keeps each snapshot in a folder named by its commit hash.
+    commit = local.name if re.fullmatch(r"[0-9a-f]{40}", local.name) else "unknown"
+    log.info("fetched %s from the Hugging Face Hub (revision %s, commit %s) into %s",
+             f"{HUB_PREFIX}{repo_id}", revision or "main", commit, local)
+    return local
 
 
 def load(
@@ -164,7 +203,8 @@ def load(
     direction: str = "AtoB",
     **options: Any,
 ) -> Translator:
-    """A :class:`Translator` for the model at ``path`` (see :func:`find_model`).
+    """A :class:`Translator` for the model at ``path`` (see :func:`find_model`): a local
+    run, model or checkpoint directory, or ``hf://owner/name[@revision]`` on the Hub.
 
     ``options`` are the Translator's: ``tile``, ``tile_overlap``, ``batch_size``,
     ``train_mode_norm``. Only safetensors weights are read; nothing is unpickled.
@@ -440,12 +480,28 @@ def forward_padded(net: nn.Module, x: torch.Tensor, min_size: int | None = None)
     """Run a generator on an NCHW tensor of any size: pad to the network's
     ``size_multiple`` (and ``min_size``, by default the network's own) as
     :func:`pad_to_multiple` does, then crop the output back to the input's size times the
-    network's ``scale``."""
+    network's ``scale``.
+
+    Padding may not blow an input up: when the padded input would hold more than 4 times
+    the input's pixels and more than 2**24 (a 4096x4096 input), which only an extreme
+    shape does (a 1x100000 strip for a network that needs 256x256 becomes 256x100000),
+    it is a DataError saying to run the image in tiles, before anything is allocated."""
     scale = getattr(net, "scale", 1)
     h, w = x.shape[-2:]
     if min_size is None:
         min_size = getattr(net, "min_size", 1)
-    padded, (top, left) = pad_to_multiple(x, getattr(net, "size_multiple", 1), min_size)
+    multiple = getattr(net, "size_multiple", 1)
+    ph, pw = padded_size(h, multiple, min_size), padded_size(w, multiple, min_size)
+    if ph * pw > max(4 * h * w, 1 << 24):
+        from img2img.errors import DataError
+
+        raise DataError(
+            f"an input of {w}x{h} pixels would be padded to {pw}x{ph} ({pw * ph:,} pixels, "
+            f"{pw * ph // max(1, h * w):,} times as many) for this network (sides a multiple "
+            f"of {multiple}, at least {min_size}); run it in tiles (img2img predict --tile "
+            "512, or tile=512 in Python) or crop it to a less extreme shape"
+        )
+    padded, (top, left) = pad_to_multiple(x, multiple, min_size)
     y = net(padded)
     return y[..., top * scale : (top + h) * scale, left * scale : (left + w) * scale]
 
@@ -797,6 +853,7 @@ class PredictItem:
 
     path: Path
     relative: Path
+    renamed: bool = False  # its output name keeps the source extension (a clash)
 
 
 def _glob_base(pattern: str) -> Path:
@@ -817,7 +874,8 @@ def collect_inputs(spec: str, out_dir: Path) -> tuple[list[PredictItem], Path | 
 
     Files under ``out_dir`` are never taken from a folder or glob (an output folder inside
     the input folder is allowed). Two inputs that would give the same output name (``a.jpg``, ``a.png``) are
-    written as ``a.jpg.png`` and ``a.png.png``.
+    written as ``a.jpg.png`` and ``a.png.png`` (``renamed``); a clash that remains (an input
+    ``a.jpg.png`` beside them) is a UserError naming both inputs.
     """
     from img2img.data.io import scan_images
 
@@ -864,8 +922,15 @@ def collect_inputs(spec: str, out_dir: Path) -> tuple[list[PredictItem], Path | 
         by_output.setdefault(item.relative.with_suffix(".png"), []).append(item)
     for target, group in by_output.items():
         for item in group:
-            item.relative = target if len(group) == 1 else item.relative.with_name(
-                item.relative.name + ".png"
+            item.renamed = len(group) > 1
+            item.relative = item.relative.with_name(item.relative.name + ".png") if item.renamed else target
+    first: dict[Path, PredictItem] = {}
+    for item in items:
+        other = first.setdefault(item.relative, item)
+        if other is not item:
+            raise UserError(
+                f"{other.path} and {item.path} would both be written to {out_dir / item.relative}; "
+                "rename one of them, or predict them into separate --out folders"
             )
     return items, input_dir
 
@@ -924,9 +989,24 @@ def cli_predict(args: Any) -> int:
     else:
         items, _ = collect_inputs(args.input, out_dir)
     check_outputs(items, out_dir)
+    from img2img import ownership
     from img2img.outputs import make_folder
 
+    # Files img2img names itself in --out replace only what an earlier predict wrote there
+    # (listed in its .img2img.json); a file named with --out is the user's request.
+    targets = [item.relative.as_posix() for item in items]
+    entries = [] if target_file is not None else ownership.check_files(
+        out_dir, "predictions", targets, "choose another --out, or remove them yourself")
+    renamed = [item for item in items if item.renamed]
+    if renamed:
+        shown = ", ".join(f"{item.path.name} -> {item.relative.name}" for item in renamed[:3])
+        print(f"img2img: {len(renamed)} inputs differ from another only in their extension, so "
+              f"their outputs keep it in the name: {shown}{', ...' if len(renamed) > 3 else ''}",
+              file=sys.stderr)
     make_folder(out_dir)
+    if target_file is None:  # listed before writing: a crash leaves them still img2img's
+        ownership.mark(out_dir, "predictions", [*entries, *targets])
+    written_targets: list[str] = []
     translator = load(
         args.model,
         device=args.device,
@@ -969,9 +1049,13 @@ def cli_predict(args: Any) -> int:
                         f"cannot write {target}: {err.strerror or err}; {bar.n} of "
                         f"{len(items)} images were written before it"
                     ) from None
+                written_targets.append(item.relative.as_posix())
                 bar.update(1)
     finally:
         bar.close()
+    if target_file is None:  # what is there now: earlier outputs still present, and these
+        kept = [e for e in entries if (out_dir / e).exists() or (out_dir / e).is_symlink()]
+        ownership.mark(out_dir, "predictions", [*kept, *written_targets])
     written = len(items) - failed
     if target_file is not None and written:
         print(f"wrote {target_file}", file=sys.stderr)

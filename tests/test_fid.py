@@ -3,6 +3,7 @@ feature network, checked against formulas computed here with numpy/scipy."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import subprocess
 import sys
@@ -227,6 +228,10 @@ def test_no_weights_file_says_where_to_get_it_and_how_to_pass_it(tmp_path, monke
 
 
 def test_a_copy_in_the_torch_hub_cache_is_used(inception, weights_pth, tmp_path, monkeypatch):
+    # The cached copy's name carries its SHA-256 prefix (checked before it is read): give
+    # the test file a name of that form.
+    digest = hashlib.sha256(weights_pth.read_bytes()).hexdigest()
+    monkeypatch.setattr(fid, "FID_WEIGHTS_NAME", f"pt_inception-2015-12-05-{digest[:8]}.pth")
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / fid.FID_WEIGHTS_NAME).symlink_to(weights_pth)

@@ -329,8 +329,11 @@ def test_load_errors_are_clear(tmp_path):
         load(tmp_path / "empty")
     with pytest.raises(UserError, match="does not exist"):
         load(tmp_path / "missing")
-    with pytest.raises(UserError, match="Hugging Face Hub.*HF_HUB_OFFLINE"):
+    # Hub loading is explicit: an owner/name-looking path that does not exist is not found.
+    with pytest.raises(UserError, match="model not found: no-such-owner/no-such-model-xyz does not exist.*hf://"):
         load("no-such-owner/no-such-model-xyz")
+    with pytest.raises(UserError, match="Hugging Face Hub.*HF_HUB_OFFLINE"):
+        load("hf://no-such-owner/no-such-model-xyz")
     pth = tmp_path / "latest_net_G.pth"
     torch.save({"w": torch.zeros(1)}, pth)
     with pytest.raises(UserError, match="never loaded directly"):
@@ -385,7 +388,8 @@ def test_predict_glob_and_same_stem(models, tmp_path, capsys):
     _write_png(src / "q.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
     code = main(["predict", str(models["unet"]), str(src / "p.*"), "--out", str(tmp_path / "o")])
     assert code == 0, capsys.readouterr().err
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["p.jpg.png", "p.png.png"]
+    # (.img2img.json lists what predict wrote, so a re-run may replace it)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".img2img.json", "p.jpg.png", "p.png.png"]
 
 
 def test_predict_never_writes_over_its_inputs(models, tmp_path, capsys):
@@ -408,7 +412,7 @@ def test_predict_never_writes_over_its_inputs(models, tmp_path, capsys):
     # an output folder inside the input folder is fine, and is never read as input
     assert main(["predict", str(models["unet"]), str(src), "--out", str(src / "out")]) == 0
     assert main(["predict", str(models["unet"]), str(src), "--out", str(src / "out")]) == 0
-    assert sorted(p.name for p in (src / "out").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (src / "out").iterdir()) == [".img2img.json", "a.png", "b.png"]
 
 
 def test_predict_output_paths_users_give(models, tmp_path, capsys):

@@ -7,12 +7,18 @@ asked for, and is frozen: no gradients to its weights, always in eval mode.
 
 Weights:
 
-- ``"imagenet"``: torchvision's ``VGG19_Weights.IMAGENET1K_V1`` (downloaded, or taken from
-  the torch hub cache). Without network access this fails with a :class:`UserError` that
-  says to pass a local file in ``loss.vgg_weights``.
+- ``"imagenet"``: torchvision's ``VGG19_Weights.IMAGENET1K_V1`` file (:data:`VGG19_IMAGENET_URL`),
+  taken from torch.hub's cache (``<torch.hub.get_dir()>/checkpoints/vgg19-dcbb9e9d.pth``) or
+  downloaded there. The file's SHA-256 must start with the hex digits in its name (torch.hub's
+  convention), checked before it is read; it is read with
+  :func:`img2img.model_io.read_weights_file`, never with torchvision's loader (which
+  unpickles a cached file in full). Without network access, or when the cached file's hash
+  is wrong, this is a :class:`UserError` that names the file and says to delete it or to pass
+  a local file in ``loss.vgg_weights``.
 - a path to a torchvision vgg19 state dict, ``.pth``/``.pt`` (read with
   ``torch.load(weights_only=True)``) or ``.safetensors``; keys with or without the
-  ``features.`` prefix. Only the layers up to the deepest one used are needed.
+  ``features.`` prefix. Only the layers up to the deepest one used are needed. A file named
+  ``vgg19-dcbb9e9d.pth`` must have that hash too.
 - ``"none"``: random init (tests and offline demos; a warning is logged).
 """
 
@@ -33,6 +39,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Convolutions per block of VGG19 (configuration "E"), and their widths.
 VGG19_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
+# torchvision's VGG19_Weights.IMAGENET1K_V1; the hex digits in the file name begin its SHA-256.
+VGG19_IMAGENET_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 
 
 def vgg19_layer_names() -> list[str]:
@@ -77,20 +85,28 @@ def check_layer_names(names: Iterable[str]) -> list[str]:
 # --------------------------------------------------------------------------- weights
 
 
-def _imagenet_state_dict() -> dict[str, torch.Tensor]:
-    from torchvision.models import VGG19_Weights
+def _imagenet_names() -> tuple[str, str]:
+    """The file name of the ImageNet VGG19 weights, and how the messages call them."""
+    from img2img.pretrained import url_file_name
 
-    try:
-        return VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-    except Exception as err:  # no network, a proxy error, a truncated download
-        raise UserError(
-            f"cannot get the ImageNet VGG19 weights ({type(err).__name__}: {err}); download "
-            "vgg19-dcbb9e9d.pth where there is network access and pass its path, e.g. "
-            "loss.vgg_weights=/path/to/vgg19-dcbb9e9d.pth"
-        ) from None
+    name = url_file_name(VGG19_IMAGENET_URL)
+    return name, f"torchvision's ImageNet VGG19 weights {name}"
+
+
+def _imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """The ImageNet VGG19 state dict from torch.hub's cache (downloaded there if absent),
+    its hash checked before it is read, read without unpickling anything but tensors."""
+    from img2img.pretrained import fetch_hub_checkpoint
+
+    name, what = _imagenet_names()
+    fix = (f"download {name} where there is network access and pass its path: "
+           f"loss.vgg_weights=/path/to/{name}")
+    return _read_state(fetch_hub_checkpoint(VGG19_IMAGENET_URL, what, fix))
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """A vgg19 state dict from a local file; a file with the name of torchvision's
+    ImageNet file must have its hash."""
     if not path.is_file():
         raise UserError(
             f"loss.vgg_weights: file not found: {path} (give a torchvision vgg19 state dict "
@@ -98,6 +114,16 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         )
     if path.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
         raise UserError(f"loss.vgg_weights: {path} must end in .pth, .pt or .safetensors")
+    from img2img.pretrained import check_named_hash
+
+    name, what = _imagenet_names()
+    check_named_hash(path, name, what, f"Replace it with a good copy from {VGG19_IMAGENET_URL} "
+                     "(or give loss.vgg_weights another file)")
+    return _read_state(path)
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path``, read with the safe reader (nothing else unpickled)."""
     from img2img.model_io import read_weights_file
 
     try:
