@@ -7,7 +7,6 @@ held-out images beside the trivial baseline, and prints where everything is.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -37,15 +36,16 @@ def recipe_path(kind: str) -> Path:
 
 
 def _fresh_run_dir(path: Path) -> None:
-    """The demo replaces its own previous run; it never deletes a folder it did not make."""
-    if not path.exists():
-        return
-    if not (path / "config.yaml").is_file():
-        if any(path.iterdir()):
-            raise UserError(f"{path} exists and is not a demo run directory; pass another --out")
-        return
-    log.info("replacing the previous demo run in %s", path)
-    shutil.rmtree(path)
+    """The demo replaces its own previous run; it never deletes a folder it did not make
+    (a run directory holding anything img2img did not write is refused, see
+    :mod:`img2img.ownership`)."""
+    from img2img import ownership
+
+    hint = "pass another --out, or remove it yourself"
+    ownership.check_replaceable(path, "run", hint)
+    if path.is_dir() and any(path.iterdir()):
+        log.info("replacing the previous demo run in %s", path)
+        ownership.remove(path, "run", hint)
 
 
 def run_demo(

@@ -278,7 +278,7 @@ def cli_export(args: Any) -> int:
                 f"{out.with_suffix('')}")
         try:
             make_folder(out.parent, given=out)
-            out = model_io.save_model(out, config, generators)
+            out = model_io.save_model(out, config, generators, hint="choose another --out, or remove it yourself")
         except OSError as err:
             raise UserError(f"--out {out}: cannot write the model ({err.strerror or err})") from None
         print(f"wrote {out} ({', '.join(generators)}; load it with img2img.load)")

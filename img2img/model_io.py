@@ -32,19 +32,13 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def check_replaceable(directory: str | Path) -> None:
+def check_replaceable(directory: str | Path, hint: str = "choose another folder, or remove it yourself") -> None:
     """Refuse to write a model directory over a file, or over a folder that is neither empty
-    nor an exported model directory: :func:`save_model` replaces what is there as a whole."""
-    path = Path(directory).expanduser()
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise UserError(f"{path} exists and is a file; give a folder for the model directory")
-    if any(path.iterdir()) and not (path / CONFIG_FILE).is_file():
-        raise UserError(
-            f"{path} exists and is not an img2img model directory; refusing to replace it "
-            "(give a new or empty folder)"
-        )
+    nor an exported model directory holding nothing but its two files (see
+    :mod:`img2img.ownership`): :func:`save_model` replaces what is there as a whole."""
+    from img2img import ownership
+
+    ownership.check_replaceable(Path(directory).expanduser(), "model", hint)
 
 
 def read_weights_file(path: str | Path) -> object:
@@ -91,12 +85,18 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
         raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
 
 
-def save_model(directory: str | Path, config: Config, generators: dict[str, nn.Module]) -> Path:
+def save_model(
+    directory: str | Path, config: Config, generators: dict[str, nn.Module],
+    hint: str = "choose another folder, or remove it yourself",
+) -> Path:
     """Write the generators and the config to ``directory`` atomically (temp dir, rename).
-    An existing model directory there is replaced; anything else there is refused. A
-    failure (out of disk) leaves the previous directory as it was and no temporary one."""
+    An existing model directory there is replaced; anything else there is refused (a
+    UserError ending in ``hint``). A failure (out of disk) leaves the previous directory
+    as it was and no temporary one."""
+    from img2img import ownership
+
     directory = Path(directory).expanduser()
-    check_replaceable(directory)
+    check_replaceable(directory, hint)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for name, net in generators.items():
@@ -109,24 +109,24 @@ def save_model(directory: str | Path, config: Config, generators: dict[str, nn.M
         "generators": list(generators),
         "config": config.to_dict(),
     }
+    # The temporary and the previous folders are removed only when they are model folders
+    # (a crash may leave them): config.json, the proof, is written first.
     tmp = directory.with_name(f".{directory.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    old = directory.with_name(f".{directory.name}.old")
+    for stale in (tmp, old):
+        ownership.remove(stale, "model", hint=f"it is in the way of writing {directory}; remove it yourself")
     tmp.mkdir()
     try:
-        save_tensors(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        save_tensors(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # made just now by this call
         raise
-    old = directory.with_name(f".{directory.name}.old")
     if directory.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        directory.rename(old)
+        directory.rename(old)  # checked above: a model folder and nothing else
     tmp.rename(directory)
     if old.exists():
-        shutil.rmtree(old)
+        shutil.rmtree(old)  # the previous model folder, proven above
     return directory
 
 

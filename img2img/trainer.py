@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from img2img import ownership
 from img2img.config import Config, save_config
 from img2img.errors import ConfigError, DataError, NonFiniteLossError, UserError
 from img2img.log import get_logger
@@ -206,7 +207,7 @@ class Trainer:
         self._check_training_size()
         if config.model.init_from and self.resume_from is None:
             self._init_from(config.model.init_from)
-        _seed_everything(config.seed + 7919 * self.rank)
+        _seed_everything((config.seed + 7919 * self.rank) % 2**64)
 
         # Every process checks the data at once: a bad file stops them all alike, each
         # with the same error (one process first, the others at a barrier, would leave
@@ -241,6 +242,11 @@ class Trainer:
             raise ConfigError(f"output_dir: {existing} is a file, so {self.output_dir} cannot be created")
         if not os.access(existing, os.W_OK | os.X_OK):
             raise ConfigError(f"output_dir: {existing} is not writable (read-only or no permission)")
+        # config.yaml and metrics.jsonl are replaced only in a run directory img2img wrote.
+        hint = "choose another output_dir, or remove it yourself"
+        ownership.check_folder_kind(self.output_dir, "run", hint)
+        for name in ("model", "model_best"):  # replaced at the end, so refused now, not then
+            ownership.check_replaceable(self.output_dir / name, "model", hint)
         if c.task == "cyclegan" and c.eval.metric not in ("fid", "kid") and c.eval.every:
             raise ConfigError(
                 f"eval.metric: {c.eval.metric} needs paired targets; CycleGAN evaluates fid or kid"
@@ -415,7 +421,7 @@ class Trainer:
         from img2img.pool import ImagePool
 
         self.pools = {
-            n: ImagePool(c.loss.pool_size, seed=c.seed * 31 + 17 * i + self.rank)
+            n: ImagePool(c.loss.pool_size, seed=(c.seed * 31 + 17 * i + self.rank) % 2**64)
             for i, n in enumerate(self.D)
         } if c.task == "cyclegan" else {}
 
@@ -440,6 +446,7 @@ class Trainer:
         self._pending_steps = 0
         self._last_log_time = time.perf_counter()
         self._last_saved_step = -1
+        self._kept_folders: set[str] = set()
         self.last_eval: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ the loop
@@ -454,6 +461,7 @@ class Trainer:
             )
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            ownership.mark(self.output_dir, "run", ownership.RUN_ENTRIES, ownership.RUN_PATTERNS)
             save_config(c, self.output_dir / "config.yaml")
             self._trim_metrics_log()
         self._init_trackers()
@@ -800,11 +808,13 @@ class Trainer:
         root = self.output_dir / "checkpoints"
         name = f"{CHECKPOINT_PREFIX}{self.step:06d}"
         final, tmp = root / name, root / f".tmp-{name}"
+        hint = "remove it yourself, or choose another output_dir"
         if self.is_main:
             root.mkdir(parents=True, exist_ok=True)
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            ownership.check_replaceable(final, "checkpoint", hint)
+            ownership.remove(tmp, "checkpoint", hint)  # a crashed save's, marked as below
             tmp.mkdir()
+            ownership.mark(tmp, "checkpoint", [], ["*"])  # all in it is this save's
         acc.wait_for_everyone()
         try:
             acc.save_state(str(tmp))
@@ -815,14 +825,22 @@ class Trainer:
                     save_tensors(ema, tmp / "ema.safetensors")
                 self.export(tmp / "model")
                 (tmp / "trainer_state.json").write_text(json.dumps(self._trainer_state(), indent=2))
-        except BaseException:
+        except BaseException as err:
             # Out of disk, say: the previous checkpoints stay as they were, and no half one.
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            shutil.rmtree(tmp, ignore_errors=True)  # made by this save
+            if isinstance(err, (OSError, UserError)) or not isinstance(err, Exception):
+                raise
+            # A library's own error (safetensors, torch) while writing: one line naming it.
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            error = UserError(
+                f"cannot write checkpoint {final} ({type(err).__name__}{': ' + first if first else ''}); "
+                "nothing of it was kept and the earlier checkpoints are as they were")
+            error.rank_specific = True
+            raise error from err
         acc.wait_for_everyone()
         if self.is_main:
-            if final.exists():
-                shutil.rmtree(final)
+            ownership.mark(tmp, "checkpoint", ownership.listing(tmp))  # exactly what it holds
+            ownership.remove(final, "checkpoint", hint)  # a checkpoint of this step, if any
             os.replace(tmp, final)  # atomic: a crash leaves the previous checkpoints intact
             self._prune_checkpoints()
             log.info("saved checkpoint %s", final)
@@ -837,9 +855,21 @@ class Trainer:
         for path in checkpoints[:-keep]:
             if best_step is not None and checkpoint_step(path) == best_step:
                 continue
-            shutil.rmtree(path, ignore_errors=True)
+            self._remove_checkpoint(path)
         for stale in (self.output_dir / "checkpoints").glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+            self._remove_checkpoint(stale)
+
+    def _remove_checkpoint(self, path: Path) -> None:
+        """Delete a checkpoint folder img2img can prove it wrote; keep (and say so once)
+        any other: pruning never stops a run."""
+        try:
+            ownership.remove(path, "checkpoint", "remove it yourself")
+        except UserError as err:
+            if str(path) not in self._kept_folders:
+                self._kept_folders.add(str(path))
+                log.warning("not pruned: %s", err)
+        except OSError as err:
+            log.warning("could not prune %s: %s", path, err.strerror or err)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore a checkpoint; a missing or damaged file in it is one UserError that

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from img2img import ownership
 from img2img.config import load_config, save_config
 from img2img.errors import ConfigError, DataError, NonFiniteLossError, UserError
 from img2img.model_io import load_model
@@ -155,9 +156,11 @@ def test_resume_after_sigkill_is_bit_identical(task, extra, task_data, tmp_path)
 def test_interrupted_save_leaves_previous_checkpoint_loadable(task_data, tmp_path):
     run = tmp_path / "run"
     make_trainer("pix2pix", task_data["pix2pix"], run, "train.save_every=2", "train.max_steps=2").fit()
-    # A crash in the middle of the next save leaves only a temporary folder behind.
+    # A crash in the middle of the next save leaves only a temporary folder behind (marked
+    # as the save's own when it was made, before anything was written into it).
     partial = run / "checkpoints" / ".tmp-step-000004"
     partial.mkdir()
+    ownership.mark(partial, "checkpoint", [], ["*"])
     (partial / "model.safetensors").write_bytes(b"\x00" * 10)
     trainer = make_trainer("pix2pix", task_data["pix2pix"], run, "train.save_every=2", "train.max_steps=4", resume="auto")
     summary = trainer.fit()
@@ -204,7 +207,9 @@ def test_resume_with_another_learning_rate_uses_it(task_data, tmp_path, schedule
 def test_a_fresh_run_does_not_append_to_a_killed_runs_log(task_data, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    # what a run killed before its first checkpoint leaves: log lines, a half-written last one
+    # what a run killed before its first checkpoint leaves: its manifest, log lines, a
+    # half-written last one
+    ownership.mark(run, "run", ownership.RUN_ENTRIES, ownership.RUN_PATTERNS)
     (run / "metrics.jsonl").write_text('{"step": 1, "G_L1": 9}\n{"step": 2, "G_L1": 8}\n{"step": 3, "G_')
     make_trainer("pix2pix", task_data["pix2pix"], run, "train.max_steps=2").fit()
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -14,6 +14,7 @@ Layout (all PNG, 8-bit RGB)::
     DIR/LICENSES.md                where each photo comes from and its licence
     DIR/manifest.json              counts, sizes, and the source box of every crop
     DIR/.complete                  written last: a folder without it is rebuilt
+    DIR/.img2img.json              written first: every file above (what a rebuild may remove)
 
 Each photo is first shrunk (MATLAB-bicubic, :func:`~img2img.data.matlab_imresize.imresize`) so
 that its short side is 256 px. Its rightmost 96 columns are kept for validation crops;
@@ -25,7 +26,6 @@ are avoided, so the output is the same on every run. Building takes a few second
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -206,16 +206,6 @@ def _is_complete(out: Path) -> bool:
     return (out / ".complete").is_file()
 
 
-def _clear(out: Path) -> None:
-    """Remove what a previous build made (only that: ``out`` may hold other things)."""
-    for name in SUBSETS:
-        if (out / name).exists():
-            shutil.rmtree(out / name)
-    for name in (".complete", "LICENSES.md", "manifest.json"):
-        if (out / name).exists():
-            (out / name).unlink()
-
-
 def _licenses(used: list[dict[str, str]]) -> str:
     lines = [
         "# Sample data: sources and licences",
@@ -240,14 +230,20 @@ def build_sample_data(out_dir: str | Path, force: bool = False) -> Path:
     """Build the sample data sets in ``out_dir`` (see the module docstring).
 
     A complete folder (with ``.complete``) is left as it is unless ``force``; an
-    incomplete one is rebuilt. Returns the folder.
+    incomplete one is rebuilt. Only what an earlier build wrote is removed (its
+    ``.img2img.json`` lists it, see :mod:`img2img.ownership`): other things in ``out``
+    stay, and a file of the user's inside the data set's folders is refused. Returns
+    the folder.
     """
+    from img2img import ownership
+
     out = Path(out_dir).expanduser()
     if _is_complete(out) and not force:
         log.info("sample data already complete in %s (use --force to rebuild)", out)
         return out
+    names = [*SUBSETS, *ownership.SAMPLE_DATA_FILES]
+    ownership.clear_listed(out, "sample-data", names, "choose another folder, or remove it yourself")
     out.mkdir(parents=True, exist_ok=True)
-    _clear(out)
 
     photos: list[tuple[dict[str, str], np.ndarray]] = []
     for meta in PHOTOS:
@@ -264,9 +260,10 @@ def build_sample_data(out_dir: str | Path, force: bool = False) -> Path:
 
     crops: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
+    images: dict[str, np.ndarray] = {}  # written once all are made, after the manifest
 
     def save(rel: str, image: np.ndarray, photo: str, box: tuple[int, int, int, int]) -> None:
-        write_image(out / rel, image)
+        images[rel] = image
         crops[rel] = {"photo": photo, "box": list(box)}
         folder = rel.rsplit("/", 1)[0]
         counts[folder] = counts.get(folder, 0) + 1
@@ -302,6 +299,9 @@ def build_sample_data(out_dir: str | Path, force: bool = False) -> Path:
             save(f"unpaired/valA/{name}_00.png", _crop(photo, val[0]), name, val[0])
             save(f"unpaired/valB/{name}_00.png", stylise(_crop(photo, val[-1])), name, val[-1])
 
+    ownership.mark(out, "sample-data", [*images, *ownership.SAMPLE_DATA_FILES])
+    for rel, image in images.items():
+        write_image(out / rel, image)
     used = [meta for meta, _ in photos]
     (out / "LICENSES.md").write_text(_licenses(used), encoding="utf-8")
     sizes = {
