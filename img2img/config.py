@@ -4,7 +4,9 @@ A run is described by one :class:`Config`. It is built from a YAML recipe (no in
 no includes: what the file says is what runs), then command-line overrides such as
 ``train.batch_size=4`` are applied, then every value is checked against its declared type
 and allowed values before any work starts. Every mistake raises :class:`ConfigError` with a
-message that names the key, the value and what is allowed.
+message that names the key, the value and what is allowed. Values echoed in messages are cut
+to about 100 characters (:func:`short_repr`); sizes and counts have upper bounds, so that
+no value can allocate without bound before a check runs; YAML aliases are refused.
 
 This module imports neither torch nor numpy, so ``img2img --help`` stays fast.
 """
@@ -16,6 +18,7 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -45,6 +48,20 @@ PIXEL_LOSSES = ("l1", "mse", "charbonnier")
 SCHEDULERS = ("constant", "linear", "step", "cosine", "plateau")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
+# Upper bounds of sizes a config may ask for: far above any real use, they stop a typo or
+# a hostile file (ngf: 1000000000) from allocating without bound before any check runs.
+#: Channel widths (model.generator.ngf, model.discriminator.ndf): 8 x the usual 64.
+MAX_WIDTH = 512
+#: Image sides of training crops and resizes (data.load_size, crop_size, gt_size): one
+#: 8192 x 8192 sample is already 0.8 GB as float.
+MAX_SIDE = 8192
+#: The largest config file read; recipes are a few kilobytes.
+MAX_CONFIG_BYTES = 1 << 20
+#: How deeply YAML mappings and lists may nest; the schema is 3 levels deep.
+MAX_YAML_DEPTH = 32
+#: Values echoed in error messages are cut to about this many characters.
+MAX_ECHO = 100
+
 
 def _choices(*values: str, **extra: Any) -> Any:
     return {"choices": values, **extra}
@@ -60,11 +77,11 @@ class GeneratorConfig:
     ``num_downs``/``n_blocks``."""
 
     name: str = field(default="unet_256", metadata=_choices(*GENERATORS))
-    ngf: int = field(default=64, metadata={"min": 1})
+    ngf: int = field(default=64, metadata={"min": 1, "max": MAX_WIDTH})
     norm: str = field(default="batch", metadata=_choices(*NORMS))
     dropout: bool = True
-    num_downs: int = field(default=8, metadata={"min": 1})
-    n_blocks: int | None = field(default=None, metadata={"min": 0})
+    num_downs: int = field(default=8, metadata={"min": 1, "max": 12})
+    n_blocks: int | None = field(default=None, metadata={"min": 0, "max": 256})
     padding: str = field(default="reflect", metadata=_choices("reflect", "replicate", "zero"))
     init: str = field(default="normal", metadata=_choices(*INITS))
     init_gain: float = field(default=0.02, metadata={"min": 0.0})
@@ -76,10 +93,10 @@ class DiscriminatorConfig:
     """The discriminator: the 70x70 PatchGAN is ``patchgan`` with ``n_layers: 3``."""
 
     name: str = field(default="patchgan", metadata=_choices(*DISCRIMINATORS))
-    ndf: int = field(default=64, metadata={"min": 1})
-    n_layers: int = field(default=3, metadata={"min": 0})
+    ndf: int = field(default=64, metadata={"min": 1, "max": MAX_WIDTH})
+    n_layers: int = field(default=3, metadata={"min": 0, "max": 16})
     norm: str = field(default="batch", metadata=_choices(*NORMS))
-    num_scales: int = field(default=2, metadata={"min": 1})
+    num_scales: int = field(default=2, metadata={"min": 1, "max": 8})
     init: str = field(default="normal", metadata=_choices(*INITS))
     init_gain: float = field(default=0.02, metadata={"min": 0.0})
 
@@ -89,8 +106,8 @@ class ModelConfig:
     """Networks. ``in_channels``/``out_channels`` left empty take the task's natural values
     (3 -> 3; colorization 1 -> 2)."""
 
-    in_channels: int | None = field(default=None, metadata={"min": 1})
-    out_channels: int | None = field(default=None, metadata={"min": 1})
+    in_channels: int | None = field(default=None, metadata={"min": 1, "max": 64})
+    out_channels: int | None = field(default=None, metadata={"min": 1, "max": 64})
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     init_from: str | None = None
@@ -112,7 +129,7 @@ class LossConfig:
     gp_weight: float = field(default=10.0, metadata={"min": 0.0})
     r1_weight: float = field(default=0.0, metadata={"min": 0.0})
     d_loss_scale: float = field(default=0.5, metadata={"min": 0.0})
-    pool_size: int = field(default=50, metadata={"min": 0})
+    pool_size: int = field(default=50, metadata={"min": 0, "max": 1000})
 
 
 @dataclass
@@ -120,7 +137,7 @@ class TrainConfig:
     """Optimisation and the engine's switches."""
 
     max_steps: int = field(default=1000, metadata={"min": 1})
-    batch_size: int = field(default=1, metadata={"min": 1})
+    batch_size: int = field(default=1, metadata={"min": 1, "max": 4096})
     save_every: int = field(default=1000, metadata={"min": 1})
     keep_last: int = field(default=3, metadata={"min": 1})
     grad_accum: int = field(default=1, metadata={"min": 1})
@@ -159,16 +176,16 @@ class DataConfig:
     direction: str = field(default="AtoB", metadata=_choices("AtoB", "BtoA"))
     on_error: str = field(default="raise", metadata=_choices("raise", "skip"))
     preprocess: str = field(default="resize_and_crop", metadata=_choices(*PREPROCESS))
-    load_size: int = field(default=286, metadata={"min": 1})
-    crop_size: int = field(default=256, metadata={"min": 1})
+    load_size: int = field(default=286, metadata={"min": 1, "max": MAX_SIDE})
+    crop_size: int = field(default=256, metadata={"min": 1, "max": MAX_SIDE})
     flip: bool = True
     rot90: bool = False
     scale: int = field(default=4, metadata={"choices": (2, 3, 4)})
-    gt_size: int = field(default=128, metadata={"min": 1})
+    gt_size: int = field(default=128, metadata={"min": 1, "max": MAX_SIDE})
     lr_root: str | None = None
     max_pixels: int = field(default=178_956_970, metadata={"min": 1})
     alpha: str = field(default="white", metadata=_choices("white", "drop"))
-    num_workers: int = field(default=2, metadata={"min": 0})
+    num_workers: int = field(default=2, metadata={"min": 0, "max": 128})
     max_val_images: int = field(default=0, metadata={"min": 0})
 
 
@@ -203,7 +220,9 @@ class Config:
 
     task: str = field(default="pix2pix", metadata=_choices(*TASKS))
     output_dir: str = "runs/run"
-    seed: int = 0
+    seed: int = field(
+        default=0, metadata={"min": 0, "max": 2**64 - 1, "note": "2**64 - 1, the largest seed torch takes"}
+    )
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     mixed_precision: str = field(default="no", metadata=_choices("no", "fp16", "bf16"))
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -233,7 +252,27 @@ class Config:
 
 class _Loader(yaml.SafeLoader):
     """YAML 1.2 booleans: only true/false are booleans, so ``wandb: off`` stays a string.
-    A key given twice in one mapping is an error (PyYAML keeps the last silently)."""
+    A key given twice in one mapping is an error (PyYAML keeps the last silently).
+    Aliases (``*name``) are refused, so that a few hundred bytes cannot expand into
+    gigabytes ("billion laughs"; recipes never need them), and so is nesting deeper than
+    :data:`MAX_YAML_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in img2img configs; write "
+                "the value out in full", self.peek_event().start_mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
@@ -241,7 +280,8 @@ class _Loader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+                    None, None, f"key {short_repr(key)} appears twice in one mapping",
+                    key_node.start_mark)
             seen[key] = True
         return super().construct_mapping(node, deep=deep)
 
@@ -257,6 +297,23 @@ _Loader.add_implicit_resolver(
 )
 
 
+def short_repr(value: Any) -> str:
+    """The repr of a value to echo in a message, at most about :data:`MAX_ECHO` characters
+    (long strings, numbers and lists are cut with ``...``) whatever the value holds."""
+    text = _REPR.repr(value)
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
+
+
+def clip_text(text: str) -> str:
+    """Text (a key, an override) cut to about :data:`MAX_ECHO` characters."""
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 3] + "..."
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 2, 8, 8, 6
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = 80, 40, 80
+
+
 def parse_yaml_text(text: str, source: str = "<string>") -> Any:
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
@@ -264,7 +321,13 @@ def parse_yaml_text(text: str, source: str = "<string>") -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"invalid YAML in {source}{where}: {problem}") from None
+        raise ConfigError(f"invalid YAML in {source}{where}: {clip_text(problem)}") from None
+    except (ValueError, RecursionError) as err:
+        if isinstance(err, ValueError) and "digits" in str(err):
+            reason = "an integer with more than 4300 digits"
+        else:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"invalid YAML in {source}: {clip_text(reason)}") from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -273,6 +336,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     if path.is_dir():
         raise ConfigError(f"config path is a directory, not a YAML file: {path}")
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {size:,} bytes is not a config (an img2img config is a small YAML file, "
+            f"at most {MAX_CONFIG_BYTES:,} bytes); check the path"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -325,7 +397,8 @@ def _suggest(key: str, candidates: list[str]) -> str:
 
 
 def _unknown_key(dotted: str) -> ConfigError:
-    return ConfigError(f"unknown config key '{dotted}'{_suggest(dotted, all_keys())}")
+    hint = _suggest(dotted, all_keys()) if len(dotted) <= MAX_ECHO else ""
+    return ConfigError(f"unknown config key '{clip_text(dotted)}'{hint}")
 
 
 def _type_name(tp: Any) -> str:
@@ -394,7 +467,7 @@ def _coerce(value: Any, tp: Any, dotted: str) -> Any:
         if number is None:
             raise _bad_type(dotted, value, tp)
         if not math.isfinite(number):
-            raise ConfigError(f"{dotted}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{clip_text(dotted)}: expected a finite number, got {short_repr(value)}")
         return number
     if tp is str:
         if isinstance(value, str):
@@ -406,28 +479,33 @@ def _coerce(value: Any, tp: Any, dotted: str) -> Any:
 
 
 def _bad_type(dotted: str, value: Any, tp: Any) -> ConfigError:
-    return ConfigError(f"{dotted}: expected {_type_name(tp)}, got {value!r}")
+    return ConfigError(f"{clip_text(dotted)}: expected {_type_name(tp)}, got {short_repr(value)}")
 
 
 def _check_rules(dotted: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
     if value is None:
         return
+    dotted, shown = clip_text(dotted), short_repr(value)
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = "|".join(str(c) for c in choices)
-        raise ConfigError(f"{dotted}: invalid value {value!r}; allowed: {allowed}")
+        raise ConfigError(f"{dotted}: invalid value {shown}; allowed: {allowed}")
+    span = ""
+    if "min" in meta and "max" in meta:
+        note = f", {meta['note']}" if "note" in meta else ""
+        span = f" (allowed: {meta['min']} to {meta['max']}{note})"
     if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"{dotted}: invalid value {value!r}; must be >= {meta['min']}")
+        raise ConfigError(f"{dotted}: invalid value {shown}; must be >= {meta['min']}{span}")
     if "max" in meta and value > meta["max"]:
-        raise ConfigError(f"{dotted}: invalid value {value!r}; must be <= {meta['max']}")
+        raise ConfigError(f"{dotted}: invalid value {shown}; must be <= {meta['max']}{span}")
     if "below" in meta and value >= meta["below"]:
-        raise ConfigError(f"{dotted}: invalid value {value!r}; must be < {meta['below']}")
+        raise ConfigError(f"{dotted}: invalid value {shown}; must be < {meta['below']}")
 
 
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     if not isinstance(data, dict):
         where = prefix.rstrip(".") or "the top level"
-        raise ConfigError(f"{where}: expected a mapping of keys to values, got {data!r}")
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {short_repr(data)}")
     hints = _hints(cls)
     names = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
@@ -440,7 +518,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
         if dataclasses.is_dataclass(ftype):
             section = data.get(name)
             if section is not None and not isinstance(section, dict):
-                raise ConfigError(f"{dotted}: expected a mapping of keys to values, got {section!r}")
+                raise ConfigError(
+                    f"{dotted}: expected a mapping of keys to values, got {short_repr(section)}")
             kwargs[name] = _build(ftype, section or {}, dotted + ".")
         elif name in data:
             value = _coerce(data[name], ftype, dotted)
@@ -473,16 +552,16 @@ def parse_override(text: str) -> tuple[str, Any]:
     string-typed keys take the text as it is."""
     if "=" not in text:
         raise ConfigError(
-            f"override {text!r} must look like key.sub=value (e.g. train.batch_size=4)"
+            f"override {short_repr(text)} must look like key.sub=value (e.g. train.batch_size=4)"
         )
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", key):
-        raise ConfigError(f"override {text!r}: {key!r} is not a dotted config key")
+        raise ConfigError(f"override {short_repr(text)}: {short_repr(key)} is not a dotted config key")
     ftype = _field_type(key)
     if dataclasses.is_dataclass(ftype):
         raise ConfigError(
-            f"override {text!r}: {key} is a section; set one of its keys, e.g. "
+            f"override {short_repr(text)}: {key} is a section; set one of its keys, e.g. "
             f"{key}.{dataclasses.fields(ftype)[0].name}=..."
         )
     plain = ftype is str or (
@@ -519,7 +598,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 default = _default_at(parts[: depth + 1])
                 child = node[part] = dict(default) if isinstance(default, dict) else {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {part} is not a section")
+                raise ConfigError(f"override {short_repr(text)}: {clip_text(part)} is not a section")
             node = child
         node[parts[-1]] = value
     return data
@@ -532,20 +611,21 @@ def validate(config: Config) -> Config:
     """Rules that span several keys."""
     t = config.train
     if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
-        raise ConfigError(f"train.betas: expected two numbers in [0, 1), got {t.betas}")
+        raise ConfigError(f"train.betas: expected two numbers in [0, 1), got {short_repr(t.betas)}")
     if t.scheduler == "step" and not t.milestones:
         raise ConfigError("train.milestones: the step scheduler needs at least one milestone step")
     if t.scheduler == "plateau" and t.warmup_steps:
         raise ConfigError("train.warmup_steps: the plateau scheduler has no warm-up; set it to 0")
     if sorted(t.milestones) != t.milestones:
-        raise ConfigError(f"train.milestones: must be increasing, got {t.milestones}")
+        raise ConfigError(f"train.milestones: must be increasing, got {short_repr(t.milestones)}")
     if t.restart_weights and len(t.restart_weights) != len(t.cosine_periods):
         raise ConfigError(
             "train.restart_weights: needs one weight per entry of train.cosine_periods "
             f"({len(t.cosine_periods)}), got {len(t.restart_weights)}"
         )
     if t.cosine_periods and any(p < 1 for p in t.cosine_periods):
-        raise ConfigError(f"train.cosine_periods: each period must be >= 1, got {t.cosine_periods}")
+        raise ConfigError(
+            f"train.cosine_periods: each period must be >= 1, got {short_repr(t.cosine_periods)}")
     if t.scheduler == "linear" and t.decay_start is not None and t.decay_start > t.max_steps:
         raise ConfigError(
             f"train.decay_start: {t.decay_start} is after train.max_steps ({t.max_steps})"
@@ -562,7 +642,8 @@ def validate(config: Config) -> Config:
         )
     for name, weight in config.loss.perceptual_layers.items():
         if weight < 0:
-            raise ConfigError(f"loss.perceptual_layers.{name}: weight must be >= 0, got {weight}")
+            raise ConfigError(
+                f"loss.perceptual_layers.{clip_text(name)}: weight must be >= 0, got {weight}")
     return config
 
 

@@ -44,7 +44,7 @@ class ShardedSeededSampler(Sampler):
 
     def epoch_plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices, seeds) of every position of the padded global order of ``epoch``."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        generator = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
         order = torch.randperm(self.length, generator=generator)
         seeds = torch.randint(0, 2**62, (self.length,), generator=generator)
         total = self.batches_per_epoch * self.world_size * self.batch_size

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from img2img.config import short_repr
 from img2img.data.io import (
     DEFAULT_MAX_PIXELS,
     apply_on_error,
@@ -44,6 +45,7 @@ from img2img.data.matlab_imresize import imresize
 from img2img.data.transforms import (
     build_augment,
     build_sr_augment,
+    check_geometry,
     prepare_geometry,
     random_crop_box,
     run_seeded,
@@ -122,6 +124,13 @@ class _ImageDataset(Dataset):
     def _load(self, path: Path) -> np.ndarray:
         image, _ = load_image(path, max_pixels=self.max_pixels, alpha=self.alpha)
         return image
+
+    def _geometry(self, image: np.ndarray, path: Path | str, train: bool) -> np.ndarray:
+        """:func:`prepare_geometry` with this dataset's settings and pixel limit."""
+        return prepare_geometry(
+            image, self.preprocess, self.load_size, self.crop_size, train,
+            max_pixels=self.max_pixels, source=str(path),
+        )
 
     def __len__(self) -> int:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
@@ -214,8 +223,8 @@ class PairedDataset(_ImageDataset):
     def sample(self, index: int, seed: int) -> dict[str, Any]:
         a, b, a_path, b_path = self._pair(index)
         a, b = _same_dtype(a, b)
-        a = prepare_geometry(a, self.preprocess, self.load_size, self.crop_size, self.train)
-        b = prepare_geometry(b, self.preprocess, self.load_size, self.crop_size, self.train)
+        a = self._geometry(a, a_path, self.train)
+        b = self._geometry(b, b_path, self.train)
         out = run_seeded(self.augment, seed, a, B=b)
         ta, tb = to_tensor(out["image"]), to_tensor(out["B"])
         if self.in_channels == 1:
@@ -276,9 +285,7 @@ class UnpairedDataset(_ImageDataset):
         return int(np.random.default_rng(seed).integers(len(self.paths_b)))
 
     def _one(self, path: Path, seed: int) -> np.ndarray:
-        image = prepare_geometry(
-            self._load(path), self.preprocess, self.load_size, self.crop_size, self.train
-        )
+        image = self._geometry(self._load(path), path, self.train)
         return run_seeded(self.augment, seed, image)["image"]
 
     def domain_image(self, domain: str, index: int) -> tuple[torch.Tensor, str]:
@@ -287,9 +294,7 @@ class UnpairedDataset(_ImageDataset):
         paths = self.paths_a if domain == "A" else self.paths_b
         channels = self.in_channels if domain == "A" else self.out_channels
         path = paths[index]
-        image = to_tensor(prepare_geometry(
-            self._load(path), self.preprocess, self.load_size, self.crop_size, train=False
-        ))
+        image = to_tensor(self._geometry(self._load(path), path, train=False))
         return (to_grey(image) if channels == 1 else image), str(path)
 
     def sample(self, index: int, seed: int) -> dict[str, Any]:
@@ -484,9 +489,7 @@ class ColorizationDataset(_ImageDataset):
 
     def sample(self, index: int, seed: int) -> dict[str, Any]:
         path = self.paths[index]
-        image = prepare_geometry(
-            self._load(path), self.preprocess, self.load_size, self.crop_size, self.train
-        )
+        image = self._geometry(self._load(path), path, self.train)
         image = run_seeded(self.augment, seed, image)["image"]
         return {"B": to_tensor(image), "B_path": str(path)}
 
@@ -576,9 +579,13 @@ def _root(config: Any) -> Path:
             "data.root is empty: set it to the folder of your images, e.g. data.root=datasets/facades"
         )
     root = Path(text).expanduser()
-    if not root.exists():
+    try:
+        exists, is_dir = root.exists(), root.is_dir()
+    except OSError as err:  # a name too long for the file system, ...
+        raise DataError(f"data.root: cannot use {short_repr(text)}: {err.strerror or err}") from None
+    if not exists:
         raise DataError(f"data.root: folder not found: {root}")
-    if not root.is_dir():
+    if not is_dir:
         raise DataError(f"data.root: not a folder: {root}")
     return root
 
@@ -622,6 +629,26 @@ def _collect_single(config, root, split, full_decode) -> SplitFiles | None:
     )
 
 
+def _drop_extreme_shapes(
+    config: Any, split: str, paths: Sequence[Path], sizes: dict[Path, tuple[int, int]],
+    problems: list[tuple[Path, str]], half: bool = False,
+) -> list[Path]:
+    """``paths`` without the images whose preprocessing would blow them up beyond the
+    pixel limit (:func:`~img2img.data.transforms.check_geometry`), which go to ``problems``.
+    ``half``: the image holds A|B side by side."""
+    d = config.data
+    keep = []
+    for p in paths:
+        width, height = sizes[p]
+        reason = check_geometry(height, width // 2 if half else width, d.preprocess, d.load_size,
+                                d.crop_size, split == "train", d.max_pixels)
+        if reason is None:
+            keep.append(p)
+        else:
+            problems.append((p, reason))
+    return keep
+
+
 def _collect_aligned(config, root, split, full_decode) -> SplitFiles | None:
     """A|B images side by side: a folder of single images, each at least 2 px wide."""
     name = _split_name(config, split)
@@ -637,6 +664,8 @@ def _collect_aligned(config, root, split, full_decode) -> SplitFiles | None:
     for p in narrow:
         found.problems.append((p, f"too narrow ({found.sizes[p][0]} px) to hold A|B side by side"))
     found.items = [p for p in found.items if p not in narrow]
+    found.items = _drop_extreme_shapes(config, split, found.items, found.sizes, found.problems,
+                                       half=True)
     return found
 
 
@@ -676,6 +705,8 @@ def _collect_paired_folders(config, root, split, full_decode) -> SplitFiles | No
             (wa, ha), (wb, hb) = sizes[a], sizes[b]
             problems.append((a, f"is {wa}x{ha} but its pair {b} is {wb}x{hb}; pairs must match"))
             continue
+        if not _drop_extreme_shapes(config, split, [a], sizes, problems):
+            continue
         items.append((a, b))
     folders = {str(dir_a): len(paths_a), str(dir_b): len(paths_b)}
     return SplitFiles(config.task, split, folders, problems, items, str(base))
@@ -707,7 +738,10 @@ def _collect_unpaired(config, root, split, full_decode) -> SplitFiles | None:
         dir_a, dir_b = dir_b, dir_a
     paths_a, paths_b = scan_images(dir_a), scan_images(dir_b)
     sizes, problems = _inspect(paths_a + paths_b, config, full_decode)
-    items = ([p for p in paths_a if p in sizes], [p for p in paths_b if p in sizes])
+    items = tuple(
+        _drop_extreme_shapes(config, split, [p for p in paths if p in sizes], sizes, problems)
+        for paths in (paths_a, paths_b)
+    )
     folders = {str(dir_a): len(paths_a), str(dir_b): len(paths_b)}
     return SplitFiles(config.task, split, folders, problems, items, f"{dir_a} and {dir_b}")
 
@@ -790,7 +824,11 @@ def collect_split(config: Any, split: str, full_decode: bool = False) -> SplitFi
     if task == "srgan":
         return _collect_sr(config, root, split, full_decode)
     if task == "colorization":
-        return _collect_single(config, root, split, full_decode)
+        found = _collect_single(config, root, split, full_decode)
+        if found is not None:
+            found.items = _drop_extreme_shapes(config, split, found.items, found.sizes,
+                                               found.problems)
+        return found
     raise ConfigError(f"task: no dataset for task {task!r}")
 
 

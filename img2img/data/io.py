@@ -15,19 +15,32 @@ Reading (:func:`read_image`) returns float32 HxWx3 RGB in [0, 1] whatever the fi
 - the EXIF orientation tag is applied, so the array is the image as a viewer shows it;
 - 32-bit float TIFF is taken as [0, 1] data and clipped to it.
 
+Only the formats of :data:`PIL_FORMATS` are opened (PNG, JPEG/MPO, BMP, TIFF, WebP, PPM),
+whatever the file's name says: anything else (an EPS or PDF file named ``.png``) is refused
+before any decoder sees it, naming the format found.
+
 It refuses with one :class:`~img2img.errors.DataError` that names the file: missing and
-zero-byte files, files that are not images, truncated or corrupt files, and images above
-the pixel limit (``max_pixels``, the config's ``data.max_pixels``), which is checked on the
-header before anything is decoded. Pillow's own decompression-bomb warning and error never
-escape as such: Pillow's limit is raised (never lowered) to the limit in use, and the size
-check here is the one that speaks. Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay
-False (its default) for truncation to be caught; img2img never sets it.
+zero-byte files, files that are not images or are in another format, truncated or corrupt
+files, float files holding NaN or infinite values, and images above the limits, which are
+checked on the header before anything is decoded: the pixel limit (``max_pixels``, the
+config's ``data.max_pixels``, width x height) and the byte limit derived from it
+(:data:`BYTES_PER_PIXEL` x ``max_pixels``; width x height x samples per pixel x bytes per
+sample, which bounds TIFFs with many samples per pixel). Pillow's process-wide
+``Image.MAX_IMAGE_PIXELS`` is read, never changed: files are opened through the decoders of
+the supported formats directly (the size check here is the one that speaks), and an image
+above Pillow's own limit that Pillow would refuse while decoding is decoded by tifffile
+(plain TIFF) or refused with a message (other TIFF, WebP). Pillow's
+``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False (its default) for truncation to be
+caught; img2img never sets it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import os
+import struct
 import threading
 import warnings
 import zlib
@@ -37,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from img2img.errors import DataError
 from img2img.log import get_logger
@@ -49,9 +62,18 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", "
 #: size at which Pillow's own decompression-bomb check raises an error (2 x 89,478,485).
 DEFAULT_MAX_PIXELS = 178_956_970
 
+#: The formats img2img reads, by Pillow's names. A file is handed only to these decoders,
+#: whatever its name says (Pillow's own sniffing would pass an EPS file to Ghostscript).
+PIL_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "TIFF", "WEBP", "PPM")
+#: The byte limit is this many bytes per pixel of the pixel limit: the widest layout the
+#: reader takes (four 64-bit float samples), so every image within the pixel limit and with
+#: 1 to 4 samples per pixel is within it; only odd layouts (thousands of samples per pixel,
+#: volumes) can exceed it.
+BYTES_PER_PIXEL = 32
+
 _GREY_MODES = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N", "LA", "La"}
 _ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
-_PIL_LIMIT_LOCK = threading.Lock()
+_PLUGINS_READY = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +99,89 @@ class ImageInfo:
 # --------------------------------------------------------------------------- opening
 
 
-def _allow_pixels(limit: int) -> None:
-    """Make Pillow's bomb *error* threshold (2 x MAX_IMAGE_PIXELS) at least ``limit``."""
-    with _PIL_LIMIT_LOCK:
-        current = Image.MAX_IMAGE_PIXELS
-        if current is not None and 2 * current < limit:
-            Image.MAX_IMAGE_PIXELS = (limit + 1) // 2
+def _pil_plugins() -> None:
+    """Register the Pillow plugins of :data:`PIL_FORMATS` (importing one registers it)."""
+    global _PLUGINS_READY
+    if _PLUGINS_READY:
+        return
+    from PIL import (  # noqa: F401
+        BmpImagePlugin,
+        JpegImagePlugin,
+        MpoImagePlugin,
+        PngImagePlugin,
+        PpmImagePlugin,
+        TiffImagePlugin,
+    )
+
+    try:
+        from PIL import WebPImagePlugin  # noqa: F401
+    except ImportError:  # a Pillow built without WebP
+        pass
+    _PLUGINS_READY = True
+
+
+def _sniff_format(prefix: bytes) -> str | None:
+    """Pillow's name of the (unsupported) format whose signature ``prefix`` carries, for
+    the message. Only the plugins' signature checks run on the 16 bytes: nothing is opened."""
+    if prefix.startswith(b"%PDF"):
+        return "PDF"
+    Image.init()
+    for name in Image.ID:
+        if name in PIL_FORMATS:
+            continue
+        accept = Image.OPEN.get(name, (None, None))[1]
+        if accept is None:
+            continue
+        try:
+            result = accept(prefix)
+        except Exception:  # a signature check that chokes on 16 bytes says nothing
+            continue
+        if result and not isinstance(result, str):
+            return name
+    return None
+
+
+def _pil_open(path: Path, max_pixels: int) -> Image.Image:
+    """What ``Image.open(path, formats=PIL_FORMATS)`` does, without Pillow's own
+    decompression-bomb check (which reads, and would need img2img to change, the
+    process-wide ``Image.MAX_IMAGE_PIXELS``): the caller checks the size from the header.
+    A TIFF's layout (samples per pixel, bytes) is checked here, before Pillow parses it."""
+    _pil_plugins()
+    try:
+        with open(path, "rb") as f:
+            prefix = f.read(16)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    if prefix[:4] in _TIFF_MAGIC:
+        _precheck_tiff(path, max_pixels)
+    for name in PIL_FORMATS:
+        entry = Image.OPEN.get(name)
+        if entry is None:
+            continue
+        factory, accept = entry
+        if accept is not None:
+            result = accept(prefix)
+            if not result or isinstance(result, str):
+                continue
+        try:
+            return factory(str(path), str(path))
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue  # not this format after all (as Image.open goes on to the next)
+        except Image.DecompressionBombError:  # WebP checks its size while opening
+            raise DataError(
+                f"{path}: the {name} image is above Pillow's own decompression-bomb limit "
+                f"(2 x PIL.Image.MAX_IMAGE_PIXELS = {2 * (Image.MAX_IMAGE_PIXELS or 0):,} "
+                "pixels), which img2img does not change for the process; convert it to PNG"
+            ) from None
+        except (OSError, ValueError, EOFError) as err:
+            raise DataError(f"{path}: cannot open the image ({err})") from None
+    found = _sniff_format(prefix)
+    if found is not None:
+        raise DataError(
+            f"{path}: {found} format, which img2img does not open (it reads PNG, JPEG, BMP, "
+            "TIFF, WebP and PPM, whatever the file name says); convert it to PNG"
+        )
+    raise DataError(f"{path}: not an image file (or a format Pillow cannot read)")
 
 
 def _open(path: Path, max_pixels: int) -> Image.Image:
@@ -97,20 +196,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         raise DataError(f"{path}: is a folder, not an image file")
     if nbytes == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
-    _allow_pixels(max_pixels)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(path)
-        except Image.DecompressionBombError as err:
-            raise DataError(
-                f"{path}: image is larger than the pixel limit of {max_pixels:,} "
-                f"(data.max_pixels): {err}"
-            ) from None
-        except UnidentifiedImageError:
-            raise DataError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as err:
-            raise DataError(f"{path}: cannot open the image ({err})") from None
+    im = _pil_open(path, max_pixels)
     try:
         _check_pixels(path, *im.size, max_pixels)
     except DataError:
@@ -123,15 +209,47 @@ def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise DataError(
             f"{path}: {width}x{height} = {width * height:,} pixels is above the limit of "
-            f"{max_pixels:,} (data.max_pixels); raise data.max_pixels if the file is trusted"
+            f"{max_pixels:,} (the pixel limit, data.max_pixels); raise data.max_pixels if the "
+            "file is trusted"
         )
     if width < 1 or height < 1:
         raise DataError(f"{path}: image has no pixels ({width}x{height})")
 
 
+def _check_bytes(
+    path: Path, width: int, height: int, samples: int, sample_bytes: int, max_pixels: int
+) -> None:
+    """The byte limit: what decoding would allocate, from the header, before decoding."""
+    need = width * height * samples * sample_bytes
+    limit = max_pixels * BYTES_PER_PIXEL
+    if need > limit:
+        raise DataError(
+            f"{path}: decoding {width}x{height} pixels x {samples:,} samples x {sample_bytes} "
+            f"byte(s) would take {need:,} bytes, above the limit of {limit:,} bytes "
+            f"({BYTES_PER_PIXEL} per pixel of data.max_pixels); raise data.max_pixels if the "
+            "file is trusted"
+        )
+
+
+def _check_finite(path: Path, array: np.ndarray) -> None:
+    """Float pixels must be finite: a NaN would pass every check and stop training later."""
+    if array.dtype.kind != "f":
+        return
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise DataError(
+            f"{path}: {bad:,} pixel value(s) are NaN or infinite; img2img needs finite "
+            "values: fix the file or remove it"
+        )
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
 def _is_tiff(path: Path) -> bool:
     with open(path, "rb") as f:
-        return f.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+        return f.read(4) in _TIFF_MAGIC
 
 
 def _load_tiff_without_pillow(path: Path, max_pixels: int, alpha: str) -> tuple[np.ndarray, ImageInfo]:
@@ -150,11 +268,12 @@ def _load_tiff_without_pillow(path: Path, max_pixels: int, alpha: str) -> tuple[
         raise DataError(f"{path}: not an image file that img2img can read ({err})") from None
     _check_pixels(path, width, height, max_pixels)
     try:
-        raw = apply_orientation(_decode_tiff(path), orientation)
+        raw = apply_orientation(_decode_tiff(path, max_pixels), orientation)
     except DataError:
         raise
     except Exception as err:
         raise DataError(f"{path}: truncated or corrupt image data ({err})") from None
+    _check_finite(path, raw)
     channels = 1 if raw.ndim == 2 else raw.shape[2]
     info = ImageInfo(
         path=str(path), format="TIFF", mode=str(raw.dtype), size=(int(raw.shape[1]), int(raw.shape[0])),
@@ -295,11 +414,51 @@ def _decode_cv2_tiff(path: Path) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _decode_tiff(path: Path) -> np.ndarray:
+def _check_tiff_layout(path: Path, page: Any, max_pixels: int) -> None:
+    """The byte limit and the samples per pixel of a tifffile page, from its header: a
+    TIFF may declare thousands of samples per pixel (or a depth), which the pixel limit
+    does not count."""
+    shape = [int(n) for n in page.shape]
+    axes = str(page.axes)
+    if "Y" not in axes or "X" not in axes:
+        raise DataError(f"{path}: unsupported TIFF layout (axes {axes}, shape {tuple(shape)})")
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    per_pixel = math.prod(shape) // max(1, width * height)
+    dtype = page.dtype
+    sample_bytes = dtype.itemsize if dtype is not None else max(1, (int(page.bitspersample) + 7) // 8)
+    _check_bytes(path, width, height, per_pixel, sample_bytes, max_pixels)
+    if per_pixel > 4:
+        raise DataError(
+            f"{path}: unsupported TIFF layout ({per_pixel:,} samples per pixel, axes {axes}); "
+            "img2img reads 1 to 4 (grey, grey + alpha, RGB, RGBA): convert the file"
+        )
+
+
+def _precheck_tiff(path: Path, max_pixels: int) -> None:
+    """:func:`_check_tiff_layout` on the first page's header, before Pillow sees the file
+    (Pillow's TIFF plugin logs its own error for many samples per pixel). A header tifffile
+    cannot parse is left to the decoders, which say what is wrong with it."""
+    import tifffile
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception:
+        return
+    with tif:
+        try:
+            _check_tiff_layout(path, tif.pages[0], max_pixels)
+        except DataError:
+            raise
+        except Exception:
+            return
+
+
+def _decode_tiff(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
+        _check_tiff_layout(path, page, max_pixels)
         try:
             array = page.asarray()
         except ValueError as err:
@@ -420,6 +579,27 @@ def load_image(
             bit_depth = 32
         if route == "pil" and fmt == "JPEG" and mode == "RGB" and _jpeg_complete(path):
             route = "cv2-jpeg"
+        width, height = im.size
+        if route == "cv2":  # 16-bit PNG: at most 4 samples of 2 bytes
+            _check_bytes(path, width, height, 4, 2, limit)
+        elif route != "tiff":  # tifffile's route checks its own header
+            samples = max(len(im.getbands()), (3 if colour else 1) + has_alpha)
+            sample_bytes = 4 if mode in ("I", "F") else 2 if mode.startswith("I;16") else 1
+            _check_bytes(path, width, height, samples, sample_bytes, limit)
+        quiet = False  # Pillow's TIFF decoder checks the size against its own limit again
+        pil_limit = Image.MAX_IMAGE_PIXELS
+        if fmt == "TIFF" and route == "pil" and pil_limit is not None and width * height > pil_limit:
+            if width * height <= 2 * pil_limit:
+                quiet = True  # only Pillow's warning: within img2img's limit, say nothing
+            elif mode in ("L", "LA", "RGB", "RGBA") and im.tag_v2.get(262) in (1, 2):
+                route = "tiff"  # plain samples: tifffile reads them as Pillow would
+            else:
+                raise DataError(
+                    f"{path}: a {width}x{height} {mode} TIFF is above Pillow's own "
+                    f"decompression-bomb limit (2 x PIL.Image.MAX_IMAGE_PIXELS = "
+                    f"{2 * pil_limit:,} pixels), which img2img does not change for the "
+                    "process; convert it to PNG"
+                )
         try:
             raw = None
             if route == "cv2-jpeg":
@@ -429,11 +609,14 @@ def load_image(
             if raw is not None:
                 pass
             elif route in ("pil", "cv2-jpeg"):
-                if orientation != 1:
-                    ImageOps.exif_transpose(im, in_place=True)
-                raw = _pil_array(im, has_alpha)
+                with warnings.catch_warnings() if quiet else contextlib.nullcontext():
+                    if quiet:
+                        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    if orientation != 1:
+                        ImageOps.exif_transpose(im, in_place=True)
+                    raw = _pil_array(im, has_alpha)
             else:
-                raw = _decode_cv2_png16(path) if route == "cv2" else _decode_tiff(path)
+                raw = _decode_cv2_png16(path) if route == "cv2" else _decode_tiff(path, limit)
                 if raw.ndim == 3 and raw.shape[2] in (2, 4):
                     has_alpha = True
                 colour = raw.ndim == 3 and raw.shape[2] >= 3
@@ -446,6 +629,7 @@ def load_image(
             raise DataError(f"{path}: truncated or corrupt image data ({err})") from None
     finally:
         im.close()
+    _check_finite(path, raw)
     channels = (3 if colour else 1) + (1 if has_alpha else 0)
     height, width = raw.shape[:2]
     info = ImageInfo(
@@ -620,8 +804,10 @@ def scan_images(root: str | os.PathLike, *, exclude: Iterable[str | os.PathLike]
 # --------------------------------------------------------------------------- checking
 
 #: What the integrity check does, per file (documented in datasets/README.md):
-#: - always: the file exists and is not empty; Pillow recognises the header; the pixel
-#:   limit holds (header size, before any decoding); EXIF orientation gives the size;
+#: - always: the file exists and is not empty; its header is one of the supported formats
+#:   (:data:`PIL_FORMATS`); the pixel limit holds (header size, before any decoding), and
+#:   for TIFF the byte limit and 1 to 4 samples per pixel; EXIF orientation gives the size;
+#: - float pixels (TIFF, PFM) must be finite: they are decoded, so a NaN is found;
 #: - PNG: ``verify()`` walks every chunk to IEND checking CRCs (catches truncation and
 #:   corruption without decoding pixels);
 #: - JPEG: the data must end with the EOI marker (catches truncation); a file that does

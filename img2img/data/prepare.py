@@ -14,7 +14,12 @@ Steps, each safe to interrupt and re-run:
    alone). Checksums can be skipped with ``img2img data prepare NAME --no-verify``
    (the computed sha256 is printed instead);
 3. extract into a temporary folder ``DIR/.tmp-NAME-PID``, refusing the whole archive if
-   any member is an absolute path, climbs out with ``..``, or is a link or device;
+   any member is an absolute path, climbs out with ``..``, or is a link or device, is
+   encrypted or compressed with a method Python cannot extract, or if the archive would
+   expand beyond the limits (:data:`MAX_EXTRACT_BYTES` in all, :data:`MAX_MEMBERS`
+   members, :data:`MAX_RATIO` times its compressed size; a sparse tar member counts at
+   its full size), all checked on the table of contents before anything is written and
+   again while writing;
 4. for the SR benchmarks, make ``LRbicx2/``, ``LRbicx3/``, ``LRbicx4/`` from ``HR/`` with
    the MATLAB-compatible :func:`~img2img.data.matlab_imresize.imresize` (HR mod-cropped to the
    scale, LR rounded to 8 bits, same file names);
@@ -24,10 +29,17 @@ Steps, each safe to interrupt and re-run:
 one with it is left alone (reported as prepared), and a non-empty ``DIR/NAME`` without it
 is not img2img's and is refused, never overwritten. Archives stay in ``DIR/.downloads`` (delete them when done; the four SR
 benchmarks share one archive).
+
+One run at a time per data set and ``DIR``: a run holds an exclusive lock on
+``DIR/.prepare-NAME.lock`` (``fcntl.flock``) and a second one stops with a message. A
+temporary folder left by a run that was killed is removed by the next run only when it
+holds img2img's marker (:data:`TMP_MARKER`) and the process that made it is gone. Folders
+that a failed run created (``DIR``, ``DIR/.downloads``) are removed again when empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -47,6 +59,28 @@ from img2img.log import get_logger
 log = get_logger(__name__)
 
 CHUNK = 1 << 20
+
+# Limits on what an archive may expand to. The largest known data set (DIV2K's 3.5 GB of
+# PNGs, edges2shoes' ~50,000 files) is far below each; they stop an archive given with
+# --no-verify (or a different version of one) from filling the disk or memory.
+#: Bytes extracted from one archive, in all.
+MAX_EXTRACT_BYTES = 64 << 30
+#: Members of one archive (each costs memory while the table of contents is read).
+MAX_MEMBERS = 500_000
+#: Uncompressed / compressed size, of a zip member or of a whole archive, once the
+#: uncompressed size is above :data:`RATIO_FLOOR`. Image data sets compress ~1:1.
+MAX_RATIO = 100
+RATIO_FLOOR = 64 << 20
+#: The file in a temporary folder that proves ``data prepare`` made it (JSON: pid, name).
+TMP_MARKER = ".img2img-prepare-tmp"
+
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+for _module, _method, _name in (("bz2", zipfile.ZIP_BZIP2, "bzip2"), ("lzma", zipfile.ZIP_LZMA, "lzma")):
+    try:
+        __import__(_module)
+        _ZIP_METHODS[_method] = _name
+    except ImportError:  # a Python built without it cannot extract such members
+        pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,18 +366,74 @@ def _is_junk(path: PurePosixPath) -> bool:
     )
 
 
+class _Budget:
+    """Counts an archive's members and expanded bytes against the limits."""
+
+    def __init__(self, archive_path: Path) -> None:
+        self.archive = archive_path
+        self.packed = max(1, archive_path.stat().st_size)
+        self.members = 0
+        self.total = 0
+
+    def _refuse(self, what: str) -> DataError:
+        return DataError(
+            f"{self.archive}: {what}; no data set img2img knows comes near that, so the file "
+            "is not the expected archive: check it (and its checksum), or extract it "
+            "yourself if you trust it"
+        )
+
+    def member(self) -> None:
+        self.members += 1
+        if self.members > MAX_MEMBERS:
+            raise self._refuse(f"more than {MAX_MEMBERS:,} members (the limit)")
+
+    def add(self, size: int, packed: int | None = None, name: str = "") -> None:
+        """A member of ``size`` bytes once extracted (``packed`` in the archive, for zip)."""
+        self.total += size
+        if self.total > MAX_EXTRACT_BYTES:
+            raise self._refuse(
+                f"expands to more than {MAX_EXTRACT_BYTES:,} bytes (the limit for one archive)")
+        if packed is not None and size > RATIO_FLOOR and size > MAX_RATIO * max(1, packed):
+            raise self._refuse(
+                f"member {name!r} expands {size // max(1, packed):,} times ({size:,} bytes from "
+                f"{packed:,}), above the limit of {MAX_RATIO} times")
+        if self.total > RATIO_FLOOR and self.total > MAX_RATIO * self.packed:
+            raise self._refuse(
+                f"expands to {self.total:,} bytes or more from {self.packed:,}, above the limit of "
+                f"{MAX_RATIO} times its size")
+
+
+def _check_zip_member(archive_path: Path, info: zipfile.ZipInfo) -> None:
+    if info.flag_bits & 0x1:
+        raise DataError(
+            f"{archive_path}: member {info.filename!r} is encrypted (password-protected), "
+            "which img2img does not extract; extract the archive yourself")
+    if info.compress_type not in _ZIP_METHODS:
+        names = getattr(zipfile, "compressor_names", {})
+        method = names.get(info.compress_type, "unknown")
+        raise DataError(
+            f"{archive_path}: member {info.filename!r} is compressed with method "
+            f"{info.compress_type} ({method}), which Python's zipfile cannot extract; "
+            "extract the archive yourself")
+
+
 def _members(archive_path: Path) -> Iterator[tuple[PurePosixPath, Any]]:
-    """(safe relative path, opener) of every regular file; all members are checked first."""
+    """(safe relative path, opener) of every regular file; all members are checked first
+    (names, types, encryption, compression, and the size limits)."""
+    budget = _Budget(archive_path)
     if zipfile.is_zipfile(archive_path):
         with zipfile.ZipFile(archive_path) as zf:
             infos = zf.infolist()
             files = []
             for info in infos:
+                budget.member()
                 rel = safe_member_path(info.filename)
                 mode = (info.external_attr >> 16) & 0o170000
                 if mode == 0o120000:
                     raise DataError(f"unsafe archive member {info.filename!r}: a symbolic link")
                 if not info.is_dir():
+                    _check_zip_member(archive_path, info)
+                    budget.add(info.file_size, info.compress_size, info.filename)
                     files.append((rel, info))
             for rel, info in files:
                 yield rel, (lambda info=info: zf.open(info))
@@ -360,7 +450,15 @@ def _members(archive_path: Path) -> Iterator[tuple[PurePosixPath, Any]]:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"{archive_path}: not a zip or tar archive ({reason})") from None
     with tf:
-        members = tf.getmembers()
+        members = []
+        while True:  # member by member (not getmembers()), so the limits stop it early
+            member = tf.next()
+            if member is None:
+                break
+            budget.member()
+            if member.isfile():  # a sparse member's size is its full, expanded size
+                budget.add(member.size)
+            members.append(member)
         files = []
         for member in members:
             rel = safe_member_path(member.name)
@@ -374,6 +472,23 @@ def _members(archive_path: Path) -> Iterator[tuple[PurePosixPath, Any]]:
             yield rel, (lambda member=member: tf.extractfile(member))
 
 
+class _TooLarge(Exception):
+    """More bytes came out of an archive than the limit allows."""
+
+
+def _copy_limited(source: IO[bytes], sink: IO[bytes], limit: int) -> int:
+    """Copy at most ``limit`` bytes (raising :class:`_TooLarge` past them); returns the count."""
+    written = 0
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            return written
+        written += len(chunk)
+        if written > limit:
+            raise _TooLarge
+        sink.write(chunk)
+
+
 def extract(
     archive_path: Path, target: Path, mapping: list[tuple[str, str]]
 ) -> dict[str, int]:
@@ -382,6 +497,7 @@ def extract(
     prefix. Every member name is checked before anything is written."""
     counts = {src: 0 for src, _ in mapping}
     root = target.resolve()
+    total = 0
     try:
         for rel, opener in _members(archive_path):
             if _is_junk(rel):
@@ -398,13 +514,26 @@ def extract(
                 if source is None:
                     continue
                 with source, open(out, "wb") as sink:
-                    shutil.copyfileobj(source, sink, CHUNK)
+                    written = _copy_limited(source, sink, MAX_EXTRACT_BYTES - total)
+                total += written
                 counts[src] += 1
                 break
     except DataError as err:
         if str(err).startswith(str(archive_path)):
             raise
         raise DataError(f"{archive_path}: {err}") from None
+    except _TooLarge:
+        raise DataError(
+            f"{archive_path}: expands to more than {MAX_EXTRACT_BYTES:,} bytes (the limit for "
+            "one archive) while extracting; check the file, or extract it yourself if you "
+            "trust it") from None
+    except (RuntimeError, NotImplementedError) as err:
+        # zipfile's refusals (encryption, compression) are checked up front; were one to
+        # slip through, it is still the archive's problem. Any other error is a bug.
+        text = str(err).lower()
+        if not any(word in text for word in ("encrypt", "password", "compression")):
+            raise
+        raise DataError(f"{archive_path}: cannot extract it ({err}); extract it yourself") from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
         if isinstance(err, OSError) and err.errno in (28, 13, 122):
             raise
@@ -474,6 +603,89 @@ def _archive_paths(
     return paths
 
 
+def _process_gone(pid: int) -> bool:
+    """True only when no process ``pid`` exists (POSIX; elsewhere nothing is proven)."""
+    if os.name != "posix":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's), or we cannot tell
+        return False
+    return False
+
+
+def _stale_tmp(folder: Path, name: str) -> bool:
+    """Whether ``folder`` is a temporary folder of ``data prepare NAME`` (its marker, or
+    the ``.complete`` written just before the rename, proves it) whose process is gone
+    (or is this one: the caller holds the data set's lock)."""
+    pid = folder.name[len(f".tmp-{name}-"):]
+    if not pid.isdigit() or folder.is_symlink() or not folder.is_dir():
+        return False
+    if not ((folder / TMP_MARKER).is_file() or (folder / ".complete").is_file()):
+        return False
+    return int(pid) == os.getpid() or _process_gone(int(pid))
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path, name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``out/.prepare-NAME.lock`` for the run; a DataError when
+    another run holds it. The file is removed at the end (a run that opened it in the
+    meantime notices that its file is gone, and locks a new one)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: runs are not locked against each other
+        yield
+        return
+    path = out / f".prepare-{name}.lock"
+    while True:
+        try:
+            out.mkdir(parents=True, exist_ok=True)  # a failed run may just have removed it
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise DataError(f"cannot write in {out}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f" (process {holder})" if holder.isdigit() else ""
+            raise DataError(
+                f"another 'img2img data prepare {name}' is running in {out}{who}; wait for it "
+                "to finish, or use another --out") from None
+        except OSError as err:  # a file system without locks: go on, unlocked
+            log.warning("cannot lock %s (%s); make sure no other prepare of %s runs", path,
+                        err.strerror or err, name)
+            os.close(fd)
+            yield
+            return
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, innermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
 def prepare(
     name: str | DatasetSpec,
     out_dir: str | os.PathLike,
@@ -489,13 +701,30 @@ def prepare(
     if (target / ".complete").is_file():
         print(f"{spec.name} is already prepared in {target}")
         return target
+    made = _missing_folders(out) + _missing_folders(out / ".downloads")[:1]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create {out}: {err.strerror or err}") from None
+    try:
+        with _run_lock(out, spec.name):
+            return _prepare_locked(spec, out, target, archive, verify, progress)
+    finally:
+        for folder in sorted(made, key=lambda f: len(f.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty (a result, a partial download)
+                folder.rmdir()
+
+
+def _prepare_locked(
+    spec: DatasetSpec, out: Path, target: Path, archive: str | os.PathLike | None,
+    verify: bool, progress: bool,
+) -> Path:
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         # .complete is written inside the temporary folder before its rename, so an
         # img2img-made folder always has it: this one is the user's.
         raise DataError(
             f"{target} already exists and was not made by img2img data prepare (it has no "
             f".complete file); move it away or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
     given = Path(archive).expanduser() if archive else None
     found = _archive_paths(spec, out, given, progress)
     paths = [path for path, _ in found]
@@ -512,11 +741,16 @@ def prepare(
             computed = file_hashes(path)
             hashes.append(computed)
             print(f"not verified ({path}): sha256 {computed['sha256']}")
-    tmp = out / f".tmp-{spec.name}-{os.getpid()}"
     for stale in out.glob(f".tmp-{spec.name}-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+        if _stale_tmp(stale, spec.name):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            log.debug("leaving %s alone: not provably a stale folder of data prepare", stale)
+    tmp = out / f".tmp-{spec.name}-{os.getpid()}"
     try:
         tmp.mkdir()
+        (tmp / TMP_MARKER).write_text(
+            json.dumps({"pid": os.getpid(), "name": spec.name}) + "\n", encoding="utf-8")
         for index, path in enumerate(paths):
             mapping = [(src, dst) for i, src, dst in spec.members if i == index]
             counts = extract(path, tmp, mapping)
@@ -535,9 +769,10 @@ def prepare(
             ],
         }
         (tmp / ".complete").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        (tmp / TMP_MARKER).unlink()
         if target.is_dir():  # empty (checked above)
             target.rmdir()
-        os.replace(tmp, target)  # the folder appears whole, marker included
+        os.replace(tmp, target)  # the folder appears whole, .complete included
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -18,6 +18,11 @@ of pixels, and is about 6x faster). An image smaller than the crop in either sid
 first enlarged (keeping its aspect ratio) so that the crop fits; the reference would pad
 the crop with black instead.
 
+What the resizing makes is planned from the image's size first (:func:`planned_size`): an
+image of an extreme shape that it would blow up beyond the pixel limit (a 1x100000 strip
+enlarged to fit a 256x256 crop would be 256x25600000) is refused with one DataError naming
+it (:func:`check_geometry`), before anything is allocated.
+
 Random choices (crop position, flip, rotation) are made by albumentations pipelines with
 ``additional_targets`` so that both images of a pair get the same crop and flip; before
 each sample the pipeline's generators are replaced by ones seeded from the sample's seed
@@ -35,6 +40,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from img2img.data.io import DEFAULT_MAX_PIXELS
+from img2img.errors import DataError
 
 # --------------------------------------------------------------------------- resizing
 
@@ -64,40 +72,101 @@ def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.merge([plane.numpy() for plane in out])
 
 
+def _scale_width_size(height: int, width: int, target_width: int, min_height: int) -> tuple[int, int]:
+    if width == target_width and height >= min_height:
+        return height, width
+    return int(max(target_width * height / width, min_height)), target_width
+
+
+def _multiple_size(height: int, width: int, base: int) -> tuple[int, int]:
+    return max(base, int(round(height / base) * base)), max(base, int(round(width / base) * base))
+
+
+def _at_least_size(height: int, width: int, min_height: int, min_width: int) -> tuple[int, int]:
+    if height >= min_height and width >= min_width:
+        return height, width
+    factor = max(min_height / height, min_width / width)
+    return max(min_height, int(round(height * factor))), max(min_width, int(round(width * factor)))
+
+
 def scale_width(image: np.ndarray, target_width: int, min_height: int) -> np.ndarray:
     """The reference's ``__scale_width``: width -> target, height proportional, at least
     ``min_height``."""
     height, width = image.shape[:2]
-    if width == target_width and height >= min_height:
+    new_height, new_width = _scale_width_size(height, width, target_width, min_height)
+    if (new_height, new_width) == (height, width):
         return image
-    new_height = int(max(target_width * height / width, min_height))
-    return resize(image, new_height, target_width)
+    return resize(image, new_height, new_width)
 
 
 def make_multiple(image: np.ndarray, base: int = 4) -> np.ndarray:
     """The reference's ``__make_power_2``: each side rounded to the nearest multiple of
     ``base`` (at least ``base``), resizing when that changes the size."""
-    height, width = image.shape[:2]
-    new_h = max(base, int(round(height / base) * base))
-    new_w = max(base, int(round(width / base) * base))
-    return resize(image, new_h, new_w)
+    return resize(image, *_multiple_size(*image.shape[:2], base))
 
 
 def at_least(image: np.ndarray, min_height: int, min_width: int) -> np.ndarray:
     """Enlarge (aspect kept) so that both sides reach the minimum; no-op otherwise."""
     height, width = image.shape[:2]
-    if height >= min_height and width >= min_width:
+    new_h, new_w = _at_least_size(height, width, min_height, min_width)
+    if (new_h, new_w) == (height, width):
         return image
-    factor = max(min_height / height, min_width / width)
-    new_h = max(min_height, int(round(height * factor)))
-    new_w = max(min_width, int(round(width * factor)))
     return resize(image, new_h, new_w)
 
 
+def planned_size(
+    height: int, width: int, preprocess: str, load_size: int, crop_size: int, train: bool
+) -> tuple[int, int]:
+    """(height, width) that :func:`prepare_geometry` makes of an image of this size,
+    worked out without touching pixels. No step in between makes anything larger than
+    both the image and this result."""
+    if preprocess == "resize_and_crop":
+        size = load_size if train else crop_size
+        height, width = size, size
+    elif preprocess in ("scale_width", "scale_width_and_crop"):
+        height, width = _scale_width_size(height, width, load_size if train else crop_size, crop_size)
+    elif preprocess == "none":
+        if train:
+            height, width = _multiple_size(height, width, 4)
+    elif preprocess != "crop":
+        raise ValueError(f"unknown preprocess {preprocess!r}")
+    if train and "crop" in preprocess:
+        height, width = _at_least_size(height, width, crop_size, crop_size)
+    return height, width
+
+
+def check_geometry(
+    height: int, width: int, preprocess: str, load_size: int, crop_size: int, train: bool,
+    max_pixels: int | None = None,
+) -> str | None:
+    """Why preprocessing an image of this size would cost too much (None when it is fine):
+    the resized image may hold as many pixels as the image itself, or ``max_pixels``
+    (``data.max_pixels``, the reader's limit), or 64 times the configured size
+    (``max(load_size, crop_size)`` squared: a 64:1 strip enlarged to fit the crop) where
+    that is more. Only an extreme shape exceeds them."""
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    sized = 64 * max(load_size, crop_size) ** 2
+    new_h, new_w = planned_size(height, width, preprocess, load_size, crop_size, train)
+    if new_h * new_w <= max(limit, sized, height * width):
+        return None
+    which = f"{limit:,} (data.max_pixels)" if limit >= sized else f"{sized:,} (64 x the configured size)"
+    return (
+        f"data.preprocess={preprocess} would resize this {width}x{height} image to "
+        f"{new_w}x{new_h} ({new_w * new_h:,} pixels), above the limit of {which}: its shape "
+        "is too extreme; crop or remove the image (or use data.preprocess=resize_and_crop)"
+    )
+
+
 def prepare_geometry(
-    image: np.ndarray, preprocess: str, load_size: int, crop_size: int, train: bool
+    image: np.ndarray, preprocess: str, load_size: int, crop_size: int, train: bool,
+    *, max_pixels: int | None = None, source: str = "an image",
 ) -> np.ndarray:
-    """The deterministic (resize) part of the preprocessing, before the random crop."""
+    """The deterministic (resize) part of the preprocessing, before the random crop.
+    An image that it would blow up beyond ``max_pixels`` (see :func:`check_geometry`) is a
+    DataError naming ``source``, raised before any resizing."""
+    problem = check_geometry(*image.shape[:2], preprocess, load_size, crop_size, train, max_pixels)
+    if problem is not None:
+        raise DataError(f"{source}: {problem}")
     if preprocess == "resize_and_crop":
         size = load_size if train else crop_size
         image = resize(image, size, size)
