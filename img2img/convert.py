@@ -56,8 +56,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from img2img import model_io
+from img2img import files, model_io
 from img2img.errors import UserError
+from img2img.nets.contract import size_contract
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net_g")
 SKIPPED = ("num_batches_tracked",)
@@ -72,7 +73,7 @@ def load_reference_state(path: str | Path, key: str | None = None) -> dict[str, 
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
     try:
-        obj = model_io.read_weights_file(path)
+        obj = files.read_weights_file(path)
     except ValueError as err:
         raise UserError(f"cannot read {path}: {err}") from None
     if key is not None:
@@ -143,11 +144,8 @@ def map_reference_state(
         return dict(theirs)
     if not any(_kind(k) in RUNNING for k in ours):
         theirs = {k: v for k, v in theirs.items() if _kind(k) not in RUNNING}
-    cin = int(getattr(net, "in_channels", 3))
-    from img2img.inference import probe_min_size
-
-    size = probe_min_size(net, int(getattr(net, "size_multiple", 1)), cin)
-    our_keys = [k for k in forward_order(net, cin, size) if k in ours]
+    contract = size_contract(net)
+    our_keys = [k for k in forward_order(net, contract.in_channels, contract.min_size) if k in ours]
     their_keys = list(theirs)
     if len(our_keys) != len(their_keys):
         raise UserError(

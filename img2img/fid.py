@@ -273,7 +273,7 @@ def _hub_copy() -> Path | None:
 
 
 def _read_state_dict(path: Path) -> dict:
-    from img2img.model_io import read_weights_file
+    from img2img.files import read_weights_file
 
     try:
         state = read_weights_file(path)

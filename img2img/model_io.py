@@ -12,16 +12,14 @@ every checkpoint (``checkpoints/step-NNNNNN/model``), and by ``Translator.save_p
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from img2img import files
 from img2img.errors import UserError
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from img2img.config import Config
@@ -39,50 +37,6 @@ def check_replaceable(directory: str | Path, hint: str = "choose another folder,
     from img2img import ownership
 
     ownership.check_replaceable(Path(directory).expanduser(), "model", hint)
-
-
-def read_weights_file(path: str | Path) -> object:
-    """What a ``.safetensors`` file, or a ``.pth``/``.pt``/``.bin`` file read with
-    ``torch.load(weights_only=True)``, holds; never unpickles anything but tensors and
-    plain containers. A file that cannot be read so is a ValueError with a one-line
-    reason (callers add what the file was for)."""
-    import torch
-
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"not a valid safetensors file ({first})") from None
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, refused globals, truncated zip: a bad file
-        if isinstance(err, OSError) and not isinstance(err, EOFError):
-            raise ValueError(err.strerror or str(err)) from None
-        name = type(err).__name__
-        if "Unpickl" in name or "weights_only" in str(err):
-            raise ValueError(
-                "not a PyTorch weights file, or one holding more than tensors (it is read "
-                "with weights_only=True and nothing else is unpickled)") from None
-        first = str(err).strip().splitlines()[0] if str(err).strip() else name
-        raise ValueError(f"not a PyTorch weights file, or a damaged one (torch.load: {first})") from None
-
-
-def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """safetensors' ``save_file``, with its I/O failures (out of disk, read-only file
-    system) raised as the OSError they are, naming the file."""
-    from safetensors.torch import save_file
-
-    try:
-        save_file(tensors, str(path), metadata=metadata)
-    except Exception as err:
-        code = re.search(r"os error (\d+)", str(err))
-        if code is None:
-            raise
-        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
 
 
 def save_model(
@@ -118,7 +72,7 @@ def save_model(
     tmp.mkdir()
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        save_tensors(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
+        files.save_tensors(tensors, tmp / WEIGHTS_FILE, metadata={"format": FORMAT})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # made just now by this call
         raise
@@ -233,21 +187,3 @@ def load_state_dict_strict(net: nn.Module, state: dict, where: str) -> None:
                 f"{tuple(value.shape)}, expected {tuple(expected[key].shape)}"
             )
     net.load_state_dict(state)
-
-
-def pick_generator(
-    config: Config, generators: dict[str, nn.Module], direction: str = "AtoB"
-) -> tuple[str, nn.Module]:
-    """The generator that translates: ``G``, or CycleGAN's ``G_A`` (AtoB) / ``G_B`` (BtoA)."""
-    if direction not in ("AtoB", "BtoA"):
-        raise UserError(f"direction: invalid value {direction!r}; allowed: AtoB|BtoA")
-    if config.task == "cyclegan":
-        name = "G_A" if direction == "AtoB" else "G_B"
-    elif direction != "AtoB":
-        raise UserError(
-            f"direction BtoA applies to CycleGAN models only; this {config.task} model has one "
-            "generator (pix2pix's direction is fixed by data.direction at training)"
-        )
-    else:
-        name = "G"
-    return name, generators[name]

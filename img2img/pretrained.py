@@ -10,7 +10,7 @@ would run code. img2img instead:
 - checks the SHA-256 of a known file (one whose name carries its hash) before anything
   reads it. torch.hub's convention (``load_state_dict_from_url`` with ``check_hash=True``):
   in ``name-<hex>.ext`` the hex digits (8 or more) are the first digits of the SHA-256;
-- leaves the reading to :func:`img2img.model_io.read_weights_file` (``weights_only=True``):
+- leaves the reading to :func:`img2img.files.read_weights_file` (``weights_only=True``):
   tensors and plain containers only, never arbitrary objects.
 
 The callers: the perceptual loss's VGG19 (:mod:`img2img.nets.perceptual`) and the FID
@@ -83,7 +83,7 @@ def check_named_hash(path: Path, known_name: str, what: str, fix: str) -> None:
 def fetch_hub_checkpoint(url: str, what: str, fix: str) -> Path:
     """The copy of ``url``'s file in torch.hub's checkpoint folder, downloaded (its hash
     checked on the way) when absent, and its hash checked when its name carries one. The
-    file is not read here: read it with :func:`img2img.model_io.read_weights_file`.
+    file is not read here: read it with :func:`img2img.files.read_weights_file`.
 
     Failures are UserErrors: a failed download ends with ``fix`` (what to do instead, e.g.
     "download X elsewhere and pass loss.vgg_weights=FILE"); a wrong hash names the file and

@@ -10,10 +10,11 @@ import torch
 
 from img2img.config import load_config
 from img2img.errors import UserError
-from img2img.model_io import load_model, resolve_model_dir, save_model, save_tensors
+from img2img.files import save_tensors
+from img2img.model_io import load_model, resolve_model_dir, save_model
 from img2img.tasks import build_generators
 
-TINY = ["model.generator.name=unet", "model.generator.num_downs=3", "model.generator.ngf=4"]
+TINY = ["task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=3", "model.generator.ngf=4"]
 
 
 def test_round_trip_is_bit_exact(tmp_path):
@@ -86,19 +87,19 @@ def test_write_failures_are_os_errors_and_leave_nothing_half_written(tmp_path, m
         save_tensors({"a": torch.zeros(3)}, tmp_path / "file" / "w.safetensors")
     assert err.value.errno == 20 and err.value.filename == str(tmp_path / "file" / "w.safetensors")
 
-    config = load_config(None, ["model.generator.name=unet", "model.generator.num_downs=2", "model.generator.ngf=4"])
+    config = load_config(None, ["task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=2", "model.generator.ngf=4"])
     generators = build_generators(config)
     save_model(tmp_path / "m", config, generators)
     before = (tmp_path / "m" / "model.safetensors").read_bytes()
 
     # The disk fills up while the new weights are written (injected: CI has no small disk).
-    import img2img.model_io as model_io
+    import img2img.files as files
 
     def disk_full(tensors, path, metadata=None):
         Path(path).write_bytes(b"half")
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(model_io, "save_tensors", disk_full)
+    monkeypatch.setattr(files, "save_tensors", disk_full)
     with pytest.raises(OSError, match="No space left"):
         save_model(tmp_path / "m", config, generators)
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before

@@ -24,7 +24,7 @@ from img2img.trainer import Trainer, list_checkpoints
 from tests.conftest import REPO
 from tests.tiny import save_png, smooth_image, tiny_overrides
 
-TINY_MODEL = ["model.generator.name=unet", "model.generator.num_downs=3", "model.generator.ngf=4"]
+TINY_MODEL = ["task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=3", "model.generator.ngf=4"]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -297,23 +297,23 @@ class SafetensorError(Exception):
 FAIL_CHECKPOINT_WRITE = """
 import sys
 from pathlib import Path
-import img2img.model_io as model_io
+import img2img.files as files
 from img2img.cli import main
 
-real = model_io.save_tensors
+real = files.save_tensors
 
 def failing(tensors, path, metadata=None):  # torch's own error, not an OSError
     if Path(path).name.startswith("rank_"):
         raise RuntimeError("storage is not contiguous")
     return real(tensors, path, metadata)
 
-model_io.save_tensors = failing
+files.save_tensors = failing
 sys.exit(main(sys.argv[1:]))
 """
 
 
 def test_a_failing_checkpoint_write_is_one_line_and_keeps_the_last_one(task_data, tmp_path, monkeypatch):
-    import img2img.model_io as model_io
+    import img2img.files as files
 
     run = tmp_path / "run"
     args = tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.save_every=2", "train.max_steps=2")
@@ -332,14 +332,14 @@ def test_a_failing_checkpoint_write_is_one_line_and_keeps_the_last_one(task_data
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000002"]  # no half folder
 
     # a library's own exception class (safetensors raises its SafetensorError) alike
-    real = model_io.save_tensors
+    real = files.save_tensors
 
     def failing(tensors, path, metadata=None):
         if Path(path).name.startswith("rank_"):
             raise SafetensorError("Error while serializing")
         return real(tensors, path, metadata)
 
-    monkeypatch.setattr(model_io, "save_tensors", failing)
+    monkeypatch.setattr(files, "save_tensors", failing)
     trainer = Trainer(load_config(None, [*args[:-1], "train.max_steps=4"]), resume="auto")
     with pytest.raises(UserError, match="cannot write checkpoint .*step-000004 .SafetensorError: Error while"):
         trainer.fit()

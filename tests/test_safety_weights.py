@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import img2img
-from img2img import fid, model_io
+from img2img import fid, files, model_io
 from img2img.cli import main
 from img2img.config import load_config
 from img2img.errors import UserError
@@ -132,8 +132,8 @@ def test_a_right_hash_cache_file_is_read_by_the_safe_reader(torch_home, download
     (tmp_path / "staged.pth").rename(torch_home / name)
     monkeypatch.setattr(perceptual, "VGG19_IMAGENET_URL", f"https://download.invalid/models/{name}")
     read = []
-    real_reader = model_io.read_weights_file
-    monkeypatch.setattr(model_io, "read_weights_file", lambda p: read.append(Path(p)) or real_reader(p))
+    real_reader = files.read_weights_file
+    monkeypatch.setattr(files, "read_weights_file", lambda p: read.append(Path(p)) or real_reader(p))
     net = VGGFeatureExtractor(["conv1_1"], weights="imagenet")
     assert torch.equal(net.features[0].weight, state["features.0.weight"])
     assert torch.equal(net.features[0].bias, state["features.0.bias"])
@@ -407,9 +407,9 @@ def _calls(path: Path) -> list[tuple[str, dict]]:
 
 def test_weights_and_hub_files_are_read_in_one_place_each():
     """The relatives: nothing in img2img/ or tools/ loads weights around the safe reader
-    (model_io.read_weights_file), through torch.hub's unpickling loaders, or from the Hub
+    (files.read_weights_file), through torch.hub's unpickling loaders, or from the Hub
     around inference.fetch_hub_model."""
-    only_in = {"torch.load": "img2img/model_io.py", "snapshot_download": "img2img/inference.py"}
+    only_in = {"torch.load": "img2img/files.py", "snapshot_download": "img2img/inference.py"}
     never = ("load_state_dict_from_url", "get_state_dict", "hf_hub_download", "pickle.load",
              "pickle.loads", "torch.hub.load", "Unpickler")
     found = []

@@ -11,7 +11,7 @@ Weights:
   taken from torch.hub's cache (``<torch.hub.get_dir()>/checkpoints/vgg19-dcbb9e9d.pth``) or
   downloaded there. The file's SHA-256 must start with the hex digits in its name (torch.hub's
   convention), checked before it is read; it is read with
-  :func:`img2img.model_io.read_weights_file`, never with torchvision's loader (which
+  :func:`img2img.files.read_weights_file`, never with torchvision's loader (which
   unpickles a cached file in full). Without network access, or when the cached file's hash
   is wrong, this is a :class:`UserError` that names the file and says to delete it or to pass
   a local file in ``loss.vgg_weights``.
@@ -124,7 +124,7 @@ def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in ``path``, read with the safe reader (nothing else unpickled)."""
-    from img2img.model_io import read_weights_file
+    from img2img.files import read_weights_file
 
     try:
         state = read_weights_file(path)
