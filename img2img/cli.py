@@ -149,10 +149,12 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     c = dsub.add_parser("check", help="scan the data of a config and report unreadable files")
     c.add_argument("config", help="YAML recipe")
     _add_overrides(c)
-    c.set_defaults(handler="img2img.data.check:cli_check")
+    c.set_defaults(handler="img2img.datacheck:cli_check")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from img2img.demo import kinds  # the recipes in configs/demo (no torch)
+
     p = sub.add_parser(
         "demo",
         help="train a small model on the bundled sample data (CPU, about two minutes)",
@@ -163,8 +165,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         "kind",
         nargs="?",
         default="colorize",
-        choices=("colorize", "sr", "paired", "unpaired"),
-        help="which job (default: colorize)",
+        choices=kinds(),
+        help="which demo: a recipe in configs/demo (default: colorize)",
     )
     p.add_argument("--out", default="runs/demo", help="parent folder of the run directory")
     p.add_argument("--data", default="sample_data", help="sample data folder")
@@ -176,8 +178,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="img2img",
-        description="Image-to-image translation with GANs: pix2pix, CycleGAN, SRGAN and "
-        "colorization on one Accelerate training engine.",
+        description="Image-to-image translation with GANs: paired and unpaired translation, "
+        "super-resolution and colourisation on one Accelerate training engine.",
         epilog=EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"img2img {__version__}")

@@ -29,7 +29,9 @@ import yaml
 
 from img2img.errors import ConfigError
 
-TASKS = ("pix2pix", "cyclegan", "srgan", "colorization")
+#: Every metric evaluation reports, in display order, and whether higher is better. The
+#: best model and the plateau schedule follow ``eval.metric``'s direction.
+METRICS = {"psnr": True, "ssim": True, "psnr_y": True, "ssim_y": True, "fid": False, "kid": False}
 GENERATORS = (
     "unet_128",
     "unet_256",
@@ -194,9 +196,7 @@ class EvalConfig:
     """Periodic evaluation on the validation split and the best checkpoint it picks."""
 
     every: int = field(default=0, metadata={"min": 0})
-    metric: str = field(
-        default="psnr", metadata=_choices("psnr", "ssim", "psnr_y", "ssim_y", "fid", "kid")
-    )
+    metric: str = field(default="psnr", metadata=_choices(*METRICS))
     crop_border: int | None = field(default=None, metadata={"min": 0})
     fid_weights: str | None = None
 
@@ -218,7 +218,8 @@ class LogConfig:
 class Config:
     """One training run."""
 
-    task: str = field(default="pix2pix", metadata=_choices(*TASKS))
+    task: str = ""
+    task_options: dict[str, Any] = field(default_factory=dict)
     output_dir: str = "runs/run"
     seed: int = field(
         default=0, metadata={"min": 0, "max": 2**64 - 1, "note": "2**64 - 1, the largest seed torch takes"}
@@ -238,13 +239,6 @@ class Config:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    def channels(self) -> tuple[int, int]:
-        """(input channels, output channels) of the generator for this task."""
-        default = (1, 2) if self.task == "colorization" else (3, 3)
-        cin = self.model.in_channels if self.model.in_channels is not None else default[0]
-        cout = self.model.out_channels if self.model.out_channels is not None else default[1]
-        return cin, cout
 
 
 # --------------------------------------------------------------------------- YAML
@@ -422,6 +416,8 @@ _MISSING = object()
 
 def _coerce(value: Any, tp: Any, dotted: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it in canonical form."""
+    if tp is Any:  # a task's options, checked by the task's own dataclass
+        return value
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
@@ -502,6 +498,13 @@ def _check_rules(dotted: str, value: Any, meta: typing.Mapping[str, Any]) -> Non
         raise ConfigError(f"{dotted}: invalid value {shown}; must be < {meta['below']}")
 
 
+def build_section(cls: type, data: Any, prefix: str) -> Any:
+    """A config section from a mapping, checked as the rest of the config is: ``cls`` is a
+    dataclass whose fields carry the same ``min``/``max``/``choices`` metadata; unknown keys
+    are named with the section's ``prefix`` (a task's ``task_options.``)."""
+    return _build(cls, {} if data is None else data, prefix)
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     if not isinstance(data, dict):
         where = prefix.rstrip(".") or "the top level"
@@ -510,6 +513,9 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     names = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
+            if cls.__module__ != __name__:  # a task's options: suggest among its own keys
+                hint = _suggest(f"{prefix}{key}", [f"{prefix}{n}" for n in names]) if len(str(key)) <= MAX_ECHO else ""
+                raise ConfigError(f"unknown config key '{clip_text(prefix + str(key))}'{hint}")
             raise _unknown_key(f"{prefix}{key}")
     kwargs = {}
     for name, f in names.items():
@@ -608,7 +614,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def validate(config: Config) -> Config:
-    """Rules that span several keys."""
+    """Rules that span several keys (the task checks its own when it is built)."""
     t = config.train
     if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
         raise ConfigError(f"train.betas: expected two numbers in [0, 1), got {short_repr(t.betas)}")
@@ -629,16 +635,6 @@ def validate(config: Config) -> Config:
     if t.scheduler == "linear" and t.decay_start is not None and t.decay_start > t.max_steps:
         raise ConfigError(
             f"train.decay_start: {t.decay_start} is after train.max_steps ({t.max_steps})"
-        )
-    if config.task == "colorization" and config.channels() != (1, 2):
-        raise ConfigError(
-            "model.in_channels/model.out_channels: colorization maps L (1 channel) to ab "
-            f"(2 channels), got {config.channels()}; leave them unset"
-        )
-    if config.task == "srgan" and not config.model.generator.name.startswith("srresnet"):
-        raise ConfigError(
-            f"model.generator.name: the srgan task needs srresnet or srresnet_bn, got "
-            f"{config.model.generator.name!r}"
         )
     for name, weight in config.loss.perceptual_layers.items():
         if weight < 0:

@@ -1,8 +1,10 @@
-"""``img2img demo [colorize|sr|paired|unpaired]``: a small model trained on the sample data.
+"""``img2img demo [KIND]``: a small model trained on the sample data.
 
-Builds the sample data if it is missing, trains the demo recipe of that kind
-(``configs/demo/<kind>.yaml``) on the CPU in about two minutes, evaluates the model on the
-held-out images beside the trivial baseline, and prints where everything is.
+A demo is a recipe, ``configs/demo/<KIND>.yaml``: its task, networks and schedule, and in
+``data.root`` the sample data set it trains on (``sample_data/<set>``, read from
+``--data`` instead). The demo builds the sample data if it is missing, trains the recipe
+on the CPU in about two minutes, evaluates the model on the held-out images beside the
+task's trivial baseline, and prints where everything is. A new demo is a new recipe.
 """
 
 from __future__ import annotations
@@ -10,24 +12,25 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from img2img.config import load_config
+from img2img.config import METRICS, load_config
 from img2img.errors import UserError
 from img2img.log import get_logger
 
 log = get_logger(__name__)
 
-KINDS = {
-    # kind: (recipe file, sample data sub-folder)
-    "colorize": ("colorization.yaml", "colorization"),
-    "sr": ("sr.yaml", "sr"),
-    "paired": ("paired.yaml", "paired"),
-    "unpaired": ("unpaired.yaml", "unpaired"),
-}
+DEMO_RECIPES = Path(__file__).resolve().parents[1] / "configs" / "demo"
+
+
+def kinds() -> list[str]:
+    """The demos there are: the recipes in ``configs/demo``."""
+    return sorted(p.stem for p in DEMO_RECIPES.glob("*.yaml"))
 
 
 def recipe_path(kind: str) -> Path:
-    path = Path(__file__).resolve().parents[1] / "configs" / "demo" / KINDS[kind][0]
+    path = DEMO_RECIPES / f"{kind}.yaml"
     if not path.is_file():
+        if kinds():
+            raise UserError(f"no demo {kind!r}; the demos are {', '.join(kinds())}")
         raise UserError(
             f"demo recipe {path} not found: the demo recipes ship with the source checkout "
             "(git clone, then make demo)"
@@ -58,12 +61,14 @@ def run_demo(
     from img2img.data.sample import build_sample_data
     from img2img.trainer import Trainer
 
+    recipe = recipe_path(kind)
     data_root = build_sample_data(Path(data))
     run_dir = Path(out) / kind
-    settings = [f"data.root={data_root / KINDS[kind][1]}", f"output_dir={run_dir}"]
+    subset = Path(load_config(recipe).data.root).name  # sample_data/<set> in the recipe
+    settings = [f"data.root={data_root / subset}", f"output_dir={run_dir}"]
     if steps is not None:
         settings.append(f"train.max_steps={steps}")
-    config = load_config(recipe_path(kind), settings + list(overrides or []))
+    config = load_config(recipe, settings + list(overrides or []))
     _fresh_run_dir(run_dir)
     start = time.perf_counter()
     trainer = Trainer(config)
@@ -71,6 +76,7 @@ def run_demo(
     summary["seconds"] = time.perf_counter() - start
     summary["run_dir"] = str(run_dir)
     summary["eval"] = trainer.last_eval
+    summary["metrics"] = "paired" if trainer.task.paired else "distribution"
     return summary
 
 
@@ -99,15 +105,15 @@ def _report(kind: str, summary: dict) -> None:
         if isinstance(images, dict):
             images = f"{images['A']} (A), {images['B']} (B)"
         lines.append(f"  held-out images: {images}")
-        for key in ("psnr", "ssim", "psnr_y", "ssim_y", "fid", "kid"):
+        for key in METRICS:
             if key in model:
                 b = base.get(key)
                 diff = f"  ({model[key] - b:+.4f})" if b is not None else ""
                 b_txt = f"{b:.4f}" if b is not None else "n/a"
                 lines.append(f"  {key:7s} model {model[key]:.4f}   baseline {b_txt}{diff}")
-    elif kind == "unpaired":
-        lines.append("  (unpaired translation has no paired targets: see the samples; FID/KID need "
-                     "eval.fid_weights)")
+    elif summary.get("metrics") == "distribution":
+        lines.append("  (no paired targets: this task is scored by FID/KID, which need "
+                     "eval.fid_weights; see the samples)")
     lines.append(f"  predict with  : img2img predict {run_dir} IMAGE_OR_FOLDER --out predictions")
     print("\n".join(lines))
 

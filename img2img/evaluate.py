@@ -1,10 +1,11 @@
 """Evaluation shared by training (every ``eval.every`` steps) and ``img2img eval``.
 
-A task turns a batch of whole validation images into ``pred``/``target``/``baseline``
-(paired tasks: PSNR/SSIM on RGB and on Y) or ``fake``/``real``/``baseline`` (unpaired:
-FID/KID when a feature network is given). The baseline is the trivial answer a model
-must beat (bicubic for SR, the grey image for colorization, the identity for paired
-translation, the untranslated A for unpaired).
+The task says what one evaluation sample is (:meth:`~img2img.tasks.base.Task.eval_batch`)
+and turns it into ``pred``/``target``/``baseline`` (paired tasks: PSNR/SSIM on RGB and on
+Y) or ``fake``/``baseline`` (unpaired tasks: FID/KID against the task's reference images,
+:meth:`~img2img.tasks.base.Task.eval_references`, when a feature network is given). The
+baseline is the trivial answer a model must beat, as the task defines it (its
+:attr:`~img2img.tasks.base.Task.baseline` names it).
 
 Work is sharded: process ``r`` of ``W`` takes images ``r, r + W, ...``; per-image results
 (and FID features) are gathered so every process computes the same means, exactly the
@@ -13,12 +14,15 @@ ones a single process computes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
+from img2img.config import METRICS
 from img2img.errors import UserError
 from img2img.log import get_logger
 from img2img.metrics import ImageMetrics
@@ -32,22 +36,75 @@ def _single(obj: Any) -> list[Any]:
     return [obj]
 
 
-def default_crop_border(config) -> int:
-    if config.eval.crop_border is not None:
-        return config.eval.crop_border
-    return config.data.scale if config.task == "srgan" else 0
-
-
-def _collate_one(sample: dict) -> dict:
-    return {k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else [v]) for k, v in sample.items()}
-
-
 def _progress(iterable, enabled: bool, desc: str):
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+class _PairedScores:
+    """PSNR/SSIM of the model's predictions and of the baseline against the targets."""
+
+    def __init__(self, crop_border: int) -> None:
+        self.crop_border = crop_border
+        self.model = ImageMetrics(crop_border=crop_border)
+        self.baseline = ImageMetrics(crop_border=crop_border)
+        self.too_small: list[str] = []
+
+    def update(self, result: dict[str, torch.Tensor], name: str) -> None:
+        from img2img.metrics import SSIM_WINDOW
+
+        h, w = result["target"].shape[-2:]
+        if min(h, w) - 2 * self.crop_border < SSIM_WINDOW:
+            self.too_small.append(f"{name} ({w}x{h})")
+            return
+        # float64 metrics: the numbers equal the numpy reference path to 1e-6
+        target = result["target"].double()
+        self.model.update(result["pred"].double(), target, names=[name])
+        if "baseline" in result:
+            self.baseline.update(result["baseline"].double(), target, names=[name])
+
+    def result(self, gather: Gather) -> dict[str, Any]:
+        """Means over every process's images (each process gets the same numbers)."""
+        from img2img.metrics import SSIM_WINDOW
+
+        states = gather((self.model.state(), self.baseline.state(), self.too_small))
+        small = [entry for s in states for entry in s[2]]
+        if small:
+            raise UserError(
+                f"{len(small)} evaluation image(s) are smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} "
+                f"SSIM window after cutting crop_border={self.crop_border} from each edge: "
+                + ", ".join(small[:5]) + (" ..." if len(small) > 5 else "")
+            )
+        out: dict[str, Any] = {"model": {}, "baseline": {}, "per_image": []}
+        model_all = ImageMetrics(crop_border=self.crop_border).merge(s[0] for s in states)
+        base_all = ImageMetrics(crop_border=self.crop_border).merge(s[1] for s in states)
+        if model_all.per_image():
+            out["model"] = model_all.compute()
+            out["per_image"] = model_all.per_image()
+            if base_all.per_image():
+                out["baseline"] = base_all.compute()
+                baseline_rows = {row["name"]: row for row in base_all.per_image()}
+                for row in out["per_image"]:
+                    base = baseline_rows.get(row["name"])
+                    if base is not None:
+                        row["baseline"] = {k: v for k, v in base.items() if k != "name"}
+        for which in ("model", "baseline"):
+            out[which].pop("images", None)
+        return out
+
+
+def _fid_references(task, dataset, fid: dict, device, rank: int, world_size: int, progress: bool) -> int:
+    """Feed the task's reference images (each once, sharded) to both FID/KID metrics;
+    returns how many there are."""
+    count, image = task.eval_references(dataset)
+    for j in _progress(range(rank, count, world_size), progress, "eval references"):
+        real = ((image(j)[None].to(device) + 1) / 2).clamp_(0, 1)
+        fid["model"].update(real=real)
+        fid["baseline"].update(real=real)
+    return count
 
 
 @torch.inference_mode()
@@ -68,115 +125,52 @@ def evaluate(
     """Evaluate generators ``G`` (in eval mode) on ``dataset`` (whole images, one at a time).
 
     Returns ``{"model": {metric: mean}, "baseline": {metric: mean}, "per_image": [...],
-    "images": n}``. Unpaired tasks report ``fid``/``kid`` (only when ``feature_net`` is
-    given) between the translations of every A image and every B image, each used once.
-    An image too small for SSIM after ``crop_border`` is a UserError on every process.
+    "images": n}``. A paired task reports PSNR/SSIM; an unpaired one ``fid``/``kid``
+    (only when ``feature_net`` is given) between its outputs and its reference images,
+    each used once (``images`` is then ``{"A": inputs, "B": references}``). An image too
+    small for SSIM after ``crop_border`` is a UserError on every process.
     """
-    from img2img.metrics import SSIM_WINDOW
-
-    unpaired = getattr(task, "unpaired", False)
-    count = len(dataset) if not max_images else min(max_images, len(dataset))
-    model_metrics = ImageMetrics(crop_border=crop_border)
-    base_metrics = ImageMetrics(crop_border=crop_border)
-    too_small: list[str] = []
+    count = task.eval_count(dataset)
+    count = min(max_images, count) if max_images else count
+    paired = _PairedScores(crop_border)
     fid = None
-    if feature_net is not None:
+    if feature_net is not None and task.eval_references(dataset) is not None:
         from img2img.metrics import FidKid
 
         fid = {"model": FidKid(feature_net), "baseline": FidKid(feature_net)}
     was_training = {name: net.training for name, net in G.items()}
     for net in G.values():
         net.eval()
+    references = 0
     try:
         for i in _progress(range(rank, count, world_size), progress, "eval"):
-            if unpaired:
-                image, name = dataset.domain_image("A", i)
-                result = task.evaluate_batch(G, task.prepare({"A": image[None]}, device))
-                if fid is not None:
-                    fid["model"].update(fake=result["fake"])
-                    fid["baseline"].update(fake=result["baseline"])
-                continue
-            sample = dataset[i]
-            result = task.evaluate_batch(G, task.prepare(_collate_one(sample), device))
-            name = str(sample.get("B_path", sample.get("A_path", i)))
-            h, w = result["target"].shape[-2:]
-            if min(h, w) - 2 * crop_border < SSIM_WINDOW:
-                too_small.append(f"{name} ({w}x{h})")
-                continue
-            # float64 metrics: the numbers equal the numpy reference path to 1e-6
-            target = result["target"].double()
-            model_metrics.update(result["pred"].double(), target, names=[name])
-            if "baseline" in result:
-                base_metrics.update(result["baseline"].double(), target, names=[name])
-        if unpaired and fid is not None:
-            for j in _progress(range(rank, len(dataset.paths_b), world_size), progress, "eval B"):
-                image, _ = dataset.domain_image("B", j)
-                real = ((image[None].to(device) + 1) / 2).clamp_(0, 1)
-                fid["model"].update(real=real)
-                fid["baseline"].update(real=real)
+            batch, name = task.eval_batch(dataset, i, device)
+            result = task.evaluate_batch(G, batch)
+            if "target" in result:
+                paired.update(result, name)
+            if fid is not None and "fake" in result:
+                fid["model"].update(fake=result["fake"])
+                fid["baseline"].update(fake=result["baseline"])
+        if fid is not None:
+            references = _fid_references(task, dataset, fid, device, rank, world_size, progress)
     finally:
         for name, net in G.items():
             net.train(was_training[name])
 
-    out: dict[str, Any] = {"model": {}, "baseline": {}, "per_image": [], "images": count}
-    states = gather((model_metrics.state(), base_metrics.state(), too_small))
-    small = [entry for s in states for entry in s[2]]
-    if small:
-        raise UserError(
-            f"{len(small)} evaluation image(s) are smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} "
-            f"SSIM window after cutting crop_border={crop_border} from each edge: "
-            + ", ".join(small[:5]) + (" ..." if len(small) > 5 else "")
-        )
-    model_all = ImageMetrics(crop_border=crop_border).merge(s[0] for s in states)
-    base_all = ImageMetrics(crop_border=crop_border).merge(s[1] for s in states)
-    if model_all.per_image():
-        out["model"] = model_all.compute()
-        out["per_image"] = model_all.per_image()
-        if base_all.per_image():
-            out["baseline"] = base_all.compute()
-            baseline_rows = {row["name"]: row for row in base_all.per_image()}
-            for row in out["per_image"]:
-                base = baseline_rows.get(row["name"])
-                if base is not None:
-                    row["baseline"] = {k: v for k, v in base.items() if k != "name"}
+    out = paired.result(gather)
+    out["images"] = count
     if fid is not None:
         # torchmetrics gathers the statistics of every process inside compute().
         for which in ("model", "baseline"):
             result = fid[which].compute()
             out[which].update({k: result[k] for k in ("fid", "kid", "kid_std") if k in result})
-        out["images"] = {"A": count, "B": len(dataset.paths_b)}
-    for which in ("model", "baseline"):
-        out[which].pop("images", None)
+        out["images"] = {"A": count, "B": references}
     return out
 
 
 # --------------------------------------------------------------------------- img2img eval
 
-METRIC_ORDER = ("psnr", "ssim", "psnr_y", "ssim_y", "fid", "kid", "kid_std")
-
-
-def eval_config(config, data_dir: str, lr_dir: str | None = None):
-    """The model's config pointed at an evaluation folder: for paired tasks and SR the
-    folder itself holds the images (SR: the HR images); for unpaired data it holds ``A/``
-    and ``B/`` (or ``valA/``, ``valB/`` or ``testA/``, ``testB/``). Images are scored at
-    their own size (validation during training follows ``data.preprocess`` instead, as the
-    reference's test mode does)."""
-    import dataclasses
-    from pathlib import Path
-
-    split = "."
-    if config.task == "cyclegan":
-        root = Path(data_dir)
-        split = "" if (root / "A").is_dir() and (root / "B").is_dir() else "val"
-    data = dataclasses.replace(
-        config.data,
-        root=str(data_dir),
-        val_split=split,
-        preprocess="none",  # whole images at their own size; the model pads them
-        lr_root=lr_dir,
-        max_val_images=0,
-    )
-    return dataclasses.replace(config, data=data)
+METRIC_ORDER = (*METRICS, "kid_std")
 
 
 def format_table(result: dict, per_image: bool = False) -> str:
@@ -205,27 +199,23 @@ def format_table(result: dict, per_image: bool = False) -> str:
     return "\n".join(lines)
 
 
-BASELINE_NAMES = {
-    "srgan": "bicubic",
-    "colorization": "grey",
-    "pix2pix": "identity",
-    "cyclegan": "identity",
-}
+def _write_json(out: Path, result: dict) -> None:
+    from img2img.files import write_text_atomic
+
+    try:
+        write_text_atomic(out, json.dumps(result, indent=2))
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot write the results ({err.strerror or err})") from None
 
 
 def cli_eval(args) -> int:
-    import json
-    from pathlib import Path
-
-    from img2img.data import build_dataset
     from img2img.inference import find_model, resolve_device
     from img2img.model_io import load_model
+    from img2img.outputs import writable_parent
     from img2img.tasks import build_task
 
     if args.crop_border is not None and args.crop_border < 0:
         raise UserError(f"--crop-border must be 0 or more, got {args.crop_border}")
-    from img2img.outputs import writable_parent
-
     out = writable_parent(Path(args.out).expanduser()) if args.out else None
     device = resolve_device(args.device)
     model_dir = find_model(args.model)
@@ -233,53 +223,26 @@ def cli_eval(args) -> int:
     data_dir = Path(args.data).expanduser()
     if not data_dir.is_dir():
         raise UserError(f"--data: folder not found: {data_dir}")
-    if args.lr_dir and config.task != "srgan":
-        raise UserError("--lr-dir is for super-resolution models only")
-    config = eval_config(config, str(data_dir), args.lr_dir)
-    dataset = build_dataset(config, "val", bad_files_hint="Fix or remove them, then evaluate again.")
+    task = build_task(build_task(config).eval_data(str(data_dir), args.lr_dir))
+    dataset = task.build_dataset("val", bad_files_hint="Fix or remove them, then evaluate again.")
     if dataset is None or len(dataset) == 0:
-        if config.task == "cyclegan":
-            raise UserError(
-                f"--data {data_dir}: an unpaired model is evaluated on a folder that holds A/ "
-                "and B/ (or valA/ and valB/, or testA/ and testB/)")
-        raise UserError(f"--data {data_dir}: no evaluation images found")
+        raise UserError(task.missing_eval_data(str(data_dir)))
     feature_net = None
-    if config.task == "cyclegan":
+    if not task.paired:
         from img2img.fid import load_fid_inception
 
-        weights = args.fid_weights or config.eval.fid_weights
-        feature_net = load_fid_inception(weights, device=device)
-    crop_border = args.crop_border if args.crop_border is not None else default_crop_border(config)
-    result = evaluate(
-        build_task(config),
-        generators,
-        dataset,
-        device,
-        crop_border=crop_border,
-        feature_net=feature_net,
-        progress=True,
-    )
+        feature_net = load_fid_inception(args.fid_weights or config.eval.fid_weights, device=device)
+    crop_border = args.crop_border if args.crop_border is not None else task.crop_border()
+    result = evaluate(task, generators, dataset, device, crop_border=crop_border,
+                      feature_net=feature_net, progress=True)
     for row in result["per_image"]:
         path = Path(row["name"])
         if path.is_relative_to(data_dir):
             row["name"] = path.relative_to(data_dir).as_posix()
-    result.update(
-        model_dir=str(model_dir),
-        data=str(data_dir),
-        task=config.task,
-        crop_border=crop_border,
-        baseline_name=BASELINE_NAMES[config.task],
-    )
+    result.update(model_dir=str(model_dir), data=str(data_dir), task=config.task,
+                  crop_border=crop_border, baseline_name=task.baseline)
     if out is not None:
-        tmp = out.with_name(f".{out.name}.tmp")
-        try:
-            tmp.write_text(json.dumps(result, indent=2))
-            tmp.replace(out)
-        except OSError as err:
-            raise UserError(f"--out {out}: cannot write the results ({err.strerror or err})") from None
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        _write_json(out, result)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -15,7 +15,7 @@ or an exported model directory (safetensors).
   ``size_multiple`` (U-Net ``2**num_downs``, ResNet 4, SRResNet 1; stored in the ONNX
   metadata as ``size_multiple``, together with ``scale``, ``task``, the channels and
   ``min_size``, the smallest side the network runs on). Pad by reflection (as
-  :func:`img2img.inference.pad_to_multiple` does) and crop the output back
+  :func:`img2img.nets.contract.pad_to_multiple` does) and crop the output back
   (times ``scale``). Putting a data-dependent reflect pad into the graph would need
   shape arithmetic that the exporters trace into constants or guards, so it is left out.
 - Pre/post-processing: ``x = 2 * rgb01 - 1`` before, ``rgb01 = (y + 1) / 2`` (clamped) after.
@@ -50,39 +50,18 @@ from torch import nn
 
 from img2img import model_io
 from img2img.errors import UserError
+from img2img.nets.contract import size_contract
 from img2img.outputs import make_folder, writable_parent
 
 TOLERANCE = 1e-4
 ONNX_INPUT, ONNX_OUTPUT = "input", "output"
 
-COLORIZATION_NOTE = (
-    "input: Lab lightness normalised as L/50-1 (N1HW); output: ab/110 (N2HW); recombine the "
-    "input L with the predicted ab and convert Lab (D65) to RGB"
-)
-
-
-def _input_range(config: Any) -> str:
-    if config.task == "colorization":
-        return "[-1, 1]: Lab lightness as L/50 - 1, one channel (see 'colorization')"
-    return "[-1, 1] (x = 2 * rgb01 - 1)"
-
-
-def min_size(net: nn.Module) -> int:
-    """The smallest input side ``net`` runs on (a multiple of its ``size_multiple``)."""
-    from img2img.inference import probe_min_size
-
-    m = int(getattr(net, "size_multiple", 1))
-    return int(getattr(net, "min_size", 0)) or probe_min_size(
-        net, m, int(getattr(net, "in_channels", 3))
-    )
-
-
 def check_shapes(net: nn.Module) -> list[tuple[int, int, int, int]]:
     """Two input shapes (N, C, H, W) that differ in batch, height and width, valid for
     ``net``: multiples of its ``size_multiple``, at least 32 px and its minimum size."""
-    m = int(getattr(net, "size_multiple", 1))
-    cin = int(getattr(net, "in_channels", 3))
-    base = max(m * math.ceil(32 / m), min_size(net))
+    contract = size_contract(net)
+    m, cin = contract.multiple, contract.in_channels
+    base = max(m * math.ceil(32 / m), contract.min_size)
     return [(2, cin, base, base + m), (1, cin, base + m, base)]
 
 
@@ -91,23 +70,21 @@ def _random_input(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=gen) * 2 - 1
 
 
-def _metadata(config: Any, name: str, net: nn.Module) -> dict[str, str]:
-    meta = {
-        "img2img_task": config.task,
+def _metadata(task: Any, name: str, net: nn.Module) -> dict[str, str]:
+    contract = size_contract(net)
+    return {
+        "img2img_task": task.name,
         "img2img_generator": name,
-        "img2img_architecture": config.model.generator.name,
-        "size_multiple": str(int(getattr(net, "size_multiple", 1))),
-        "min_size": str(min_size(net)),
-        "scale": str(int(getattr(net, "scale", 1))),
-        "in_channels": str(int(getattr(net, "in_channels", 3))),
-        "out_channels": str(int(getattr(net, "out_channels", 3))),
-        "input_range": _input_range(config),
+        "img2img_architecture": task.config.model.generator.name,
+        "size_multiple": str(contract.multiple),
+        "min_size": str(contract.min_size),
+        "scale": str(contract.scale),
+        "in_channels": str(contract.in_channels),
+        "out_channels": str(contract.out_channels),
         "padding": "caller pads H and W to multiples of size_multiple (reflect) and crops "
         "the output back (x scale)",
+        **task.export_notes(),
     }
-    if config.task == "colorization":
-        meta["colorization"] = COLORIZATION_NOTE
-    return meta
 
 
 @contextlib.contextmanager
@@ -263,12 +240,15 @@ def _shapes_text(shapes: list[tuple[int, ...]], diffs: list[float]) -> str:
 def cli_export(args: Any) -> int:
     """``img2img export MODEL --format onnx|safetensors|torchscript --out PATH``."""
     from img2img.inference import find_model
+    from img2img.tasks import build_task
 
     if not args.out.strip():
         raise UserError("--out is empty; give the output file (or folder for safetensors)")
     directory = find_model(args.model)
     config, generators = model_io.load_model(directory, "cpu")
-    name, net = model_io.pick_generator(config, generators, args.direction)
+    task = build_task(config)
+    name = task.generator_for(args.direction)
+    net = generators[name]
     if args.format == "safetensors":
         out = Path(args.out).expanduser()
         if out.suffix.lower() == ".safetensors":
@@ -285,12 +265,12 @@ def cli_export(args: Any) -> int:
         return 0
     stem = f"{config.task}_{name}"
     shapes = check_shapes(net)
-    range_text = "input NCHW in " + _input_range(config)
+    range_text = "input NCHW in " + task.export_notes()["input_range"]
     try:
         if args.format == "onnx":
             path = writable_parent(_file_target(args.out, f"{stem}.onnx"))
-            diffs = export_onnx(net, path, opset=args.opset, metadata=_metadata(config, name, net))
-            m = int(getattr(net, "size_multiple", 1))
+            diffs = export_onnx(net, path, opset=args.opset, metadata=_metadata(task, name, net))
+            m = size_contract(net).multiple
             print(
                 f"wrote {path} (opset {args.opset}; {range_text}; dynamic batch, height and "
                 f"width; height and width must be multiples of {m}, padding is the caller's)"

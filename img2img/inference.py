@@ -32,9 +32,11 @@ What a call does, for every task:
    size and the image width, not with the image area (plus the output itself).
 4. **Batches**: images of the same size (untiled) go through the network together,
    ``batch_size`` at a time; other sizes are grouped by size.
-5. The task's colour logic: pix2pix/CycleGAN return the network's image, SR the upscaled
-   image (the linear SR output is clamped), colorization converts the input to Lab,
-   predicts ab from L, recombines the *input's* L with the predicted ab and returns RGB.
+5. The task says how an RGB image becomes the network's input and its output RGB again
+   (:meth:`~img2img.tasks.base.Task.to_network`, ``from_network``): most networks take and
+   give the image itself (a one-channel network its luma; a linear SR output is clamped);
+   colorization predicts ab from the input's Lab lightness and recombines the *input's* L
+   with the predicted ab.
    Everything is clamped to [0, 1] and returned in the input's kind: PIL -> PIL (RGB),
    numpy uint8/uint16/float HxWx3 -> the same dtype, float tensors 3xHxW or Nx3xHxW in
    [0, 1] -> tensors of the same dtype on the same device; a list gives a list, an
@@ -64,12 +66,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from img2img import model_io
 from img2img.errors import UserError
 from img2img.log import get_logger
+from img2img.nets.contract import forward_padded, size_contract
 
 log = get_logger(__name__)
 
@@ -86,8 +88,6 @@ EMIT_ROWS = 256
 # Smallest blending weight, so that every covered pixel has a positive total weight.
 RAMP_FLOOR = 1e-6
 
-# ITU-R BT.601 luma, for models that take one channel outside colorization.
-_LUMA = (0.299, 0.587, 0.114)
 
 
 # --------------------------------------------------------------------------- devices, loading
@@ -277,56 +277,35 @@ class Translator:
         train_mode_norm: bool = False,
     ) -> None:
         check_tiling(tile, tile_overlap, batch_size)
+        from img2img.tasks import build_task
+
         self.config = config
-        self.task = config.task
+        self.task = build_task(config)
         self.device = resolve_device(device)
         self.generators = generators
         for net in generators.values():
             net.to(self.device).eval()
         self.direction = direction
-        self.net = self._pick(direction)
-        self.scale = int(getattr(self.net, "scale", 1))
-        self.size_multiple = int(getattr(self.net, "size_multiple", 1))
-        self.in_channels = int(getattr(self.net, "in_channels", 3))
-        self.out_channels = int(getattr(self.net, "out_channels", 3))
-        if self.task != "colorization" and (
-            self.in_channels not in (1, 3) or self.out_channels not in (1, 3)
-        ):
-            raise UserError(
-                f"cannot translate RGB images with a {self.in_channels} -> "
-                f"{self.out_channels} channel {self.task} network (only 1 or 3 channels)"
-            )
+        self.net = generators[self.task.generator_for(direction)]
+        self.task.check_translatable(self.net)
         self.tile, self.tile_overlap, self.batch_size = tile, tile_overlap, batch_size
         self.train_mode_norm = train_mode_norm
         self._runner = _train_mode_copy(self.net) if train_mode_norm else self.net
-        self._min_size: int | None = None
-        if task_needs_lab(self.task):
-            from img2img.data.color import lab_norm_to_rgb, rgb_to_lab_norm
-
-            self._to_lab, self._from_lab = rgb_to_lab_norm, lab_norm_to_rgb
+        self.contract = size_contract(self._runner, self.device)
+        self.scale, self.size_multiple = self.contract.scale, self.contract.multiple
+        self.in_channels, self.out_channels = self.contract.in_channels, self.contract.out_channels
 
     @property
     def min_size(self) -> int:
-        """The smallest input side the network accepts (a multiple of ``size_multiple``).
-
-        A ResNet generator, for one, reflection-pads inside its residual blocks at 1/4 of
-        the input size, so it needs 8 px where its ``size_multiple`` is 4. Read from the
-        network's ``min_size`` attribute when it has one, else found once by running the
-        network on growing blank inputs.
-        """
-        if self._min_size is None:
-            self._min_size = int(getattr(self.net, "min_size", 0)) or self._probe_min_size()
-        return self._min_size
-
-    def _probe_min_size(self) -> int:
-        return probe_min_size(self._runner, self.size_multiple, self.in_channels, self.device)
-
-    def _pick(self, direction: str) -> nn.Module:
-        return model_io.pick_generator(self.config, self.generators, direction)[1]
+        """The smallest input side the network accepts (a multiple of ``size_multiple``;
+        see :mod:`img2img.nets.contract`). A ResNet generator, for one, reflection-pads
+        inside its residual blocks at 1/4 of the input size, so it needs 8 px where its
+        ``size_multiple`` is 4."""
+        return self.contract.min_size
 
     def __repr__(self) -> str:
         return (
-            f"Translator(task={self.task!r}, direction={self.direction!r}, "
+            f"Translator(task={self.task.name!r}, direction={self.direction!r}, "
             f"device={str(self.device)!r}, scale={self.scale}, "
             f"size_multiple={self.size_multiple}, tile={self.tile})"
         )
@@ -372,10 +351,9 @@ class Translator:
         """Translate each source into the sink of the same index (the core of ``__call__``)."""
         eff_tile = 0
         if tile:
-            m = self.size_multiple
-            eff_tile = padded_size(tile, m, self.min_size)
+            eff_tile = self.contract.padded(tile)
             if eff_tile != tile:
-                log.debug("tile %d rounded up to %d (a multiple of %d)", tile, eff_tile, m)
+                log.debug("tile %d rounded up to %d (a multiple of %d)", tile, eff_tile, self.size_multiple)
         order = sorted(range(len(sources)), key=lambda i: (sources[i].height, sources[i].width))
         canvases = [
             Canvas(sources[i], sinks[i], plan_tiles(sources[i].height, sources[i].width,
@@ -406,104 +384,16 @@ class Translator:
     def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
         """Network output (its own channels and range) for an N3HW batch in [0, 1] of any
         size: the task's input transform, pad to the multiple, run, crop."""
-        x = rgb01 * 2 - 1
-        if task_needs_lab(self.task):
-            x = self._to_lab(x)[0]
-        elif self.in_channels == 1:
-            x = sum(w * x[:, i : i + 1] for i, w in enumerate(_LUMA))
-        return forward_padded(self._runner, x, self.min_size)
+        return forward_padded(self._runner, self.task.to_network(rgb01 * 2 - 1), self.min_size)
 
     def _finish(self, out: torch.Tensor, source: Source, y0: int, y1: int) -> torch.Tensor:
         """Blended network output for output rows ``y0:y1`` -> RGB in [0, 1] (3 x rows x W)."""
-        if task_needs_lab(self.task):
+        x = None
+        if self.task.output_uses_input:
             rgb = source.crop(y0, y1, 0, source.width, out.device).unsqueeze(0) * 2 - 1
-            lum = self._to_lab(rgb)[0]
-            rgb = self._from_lab(lum, out.unsqueeze(0).clamp(-1, 1))[0]
-        else:
-            rgb = out if out.shape[0] == 3 else out.expand(3, -1, -1)
+            x = self.task.to_network(rgb)
+        rgb = self.task.from_network(out.unsqueeze(0), x)[0]
         return rgb.clamp(-1, 1).add(1).mul_(0.5)
-
-
-def probe_min_size(
-    net: nn.Module, multiple: int, in_channels: int, device: torch.device | str = "cpu"
-) -> int:
-    """The smallest multiple of ``multiple`` (up to 16 of them) that ``net`` runs on, found
-    by running it on blank square inputs."""
-    with torch.inference_mode():
-        for k in range(1, 17):
-            x = torch.zeros(1, in_channels, k * multiple, k * multiple, device=device)
-            try:
-                net(x)
-            except (RuntimeError, ValueError):  # too small for a padding or a norm layer
-                continue
-            return k * multiple
-    raise RuntimeError(f"{type(net).__name__} fails on every input up to {16 * multiple} px")
-
-
-def task_needs_lab(task: str) -> bool:
-    return task == "colorization"
-
-
-# --------------------------------------------------------------------------- padding
-
-
-def _pad_axis(x: torch.Tensor, before: int, after: int, dim: int) -> torch.Tensor:
-    if before == 0 and after == 0:
-        return x
-    size = x.shape[dim]
-    mode = "reflect" if max(before, after) < size else "replicate"
-    pad = (0, 0, before, after) if dim == -2 else (before, after, 0, 0)
-    return F.pad(x, pad, mode=mode)
-
-
-def padded_size(size: int, multiple: int, min_size: int = 1) -> int:
-    """The smallest multiple of ``multiple`` that is >= ``size`` and >= ``min_size``."""
-    return -(-max(size, min_size) // multiple) * multiple
-
-
-def pad_to_multiple(
-    x: torch.Tensor, multiple: int, min_size: int = 1
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad an NCHW tensor so H and W are multiples of ``multiple`` (and >= ``min_size``);
-    returns it and the (top, left) offset of the original. Reflection, or replication
-    along an axis where the pad is not smaller than the image."""
-    h, w = x.shape[-2:]
-    ph = padded_size(h, multiple, min_size) - h
-    pw = padded_size(w, multiple, min_size) - w
-    top, left = ph // 2, pw // 2
-    x = _pad_axis(x, top, ph - top, -2)
-    x = _pad_axis(x, left, pw - left, -1)
-    return x, (top, left)
-
-
-def forward_padded(net: nn.Module, x: torch.Tensor, min_size: int | None = None) -> torch.Tensor:
-    """Run a generator on an NCHW tensor of any size: pad to the network's
-    ``size_multiple`` (and ``min_size``, by default the network's own) as
-    :func:`pad_to_multiple` does, then crop the output back to the input's size times the
-    network's ``scale``.
-
-    Padding may not blow an input up: when the padded input would hold more than 4 times
-    the input's pixels and more than 2**24 (a 4096x4096 input), which only an extreme
-    shape does (a 1x100000 strip for a network that needs 256x256 becomes 256x100000),
-    it is a DataError saying to run the image in tiles, before anything is allocated."""
-    scale = getattr(net, "scale", 1)
-    h, w = x.shape[-2:]
-    if min_size is None:
-        min_size = getattr(net, "min_size", 1)
-    multiple = getattr(net, "size_multiple", 1)
-    ph, pw = padded_size(h, multiple, min_size), padded_size(w, multiple, min_size)
-    if ph * pw > max(4 * h * w, 1 << 24):
-        from img2img.errors import DataError
-
-        raise DataError(
-            f"an input of {w}x{h} pixels would be padded to {pw}x{ph} ({pw * ph:,} pixels, "
-            f"{pw * ph // max(1, h * w):,} times as many) for this network (sides a multiple "
-            f"of {multiple}, at least {min_size}); run it in tiles (img2img predict --tile "
-            "512, or tile=512 in Python) or crop it to a less extreme shape"
-        )
-    padded, (top, left) = pad_to_multiple(x, multiple, min_size)
-    y = net(padded)
-    return y[..., top * scale : (top + h) * scale, left * scale : (left + w) * scale]
 
 
 # --------------------------------------------------------------------------- tiles

@@ -83,6 +83,9 @@ LEGACY_CHECKPOINT_PATTERNS = [
     "random_states_*.pkl", "scaler.pt", "custom_checkpoint_*.pkl",
 ]
 MODEL_ENTRIES = ["config.json", "model.safetensors"]
+#: Top-level config keys added after run directories got manifests (a resolved config
+#: of an older run lacks them).
+LATER_KEYS = ("task_options",)
 SAMPLE_DATA_FILES = ["LICENSES.md", "manifest.json", ".complete"]
 
 
@@ -154,7 +157,11 @@ def _is_run_config(folder: Path) -> bool:
         data = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
         if not isinstance(data, dict) or PurePosixPath(str(data.get("output_dir", ""))).name != folder.name:
             return False
-        return _keys(from_dict(data).to_dict()) == _keys(data)
+        schema = _keys(from_dict(data).to_dict())
+        for key in LATER_KEYS:  # a run of an older version was written without them
+            if key not in data:
+                schema.pop(key, None)
+        return schema == _keys(data)
     except Exception:  # not YAML, not a config: no proof
         return False
 

@@ -37,14 +37,13 @@ import torch
 from torch import nn
 
 from img2img import ownership
-from img2img.config import Config, save_config
+from img2img.config import METRICS, Config, save_config
 from img2img.errors import ConfigError, DataError, NonFiniteLossError, UserError
 from img2img.log import get_logger
 
 log = get_logger(__name__)
 
 CHECKPOINT_PREFIX = "step-"
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "psnr_y": True, "ssim_y": True, "fid": False, "kid": False}
 
 
 def cli_train(args) -> int:
@@ -186,6 +185,9 @@ class Trainer:
     def __init__(self, config: Config, resume: str | None = None) -> None:
         self.config = config
         self.output_dir = Path(config.output_dir)
+        from img2img.tasks import build_task
+
+        self.task = build_task(config)  # the task checks its own settings first
         self._check_config()
         # Resolved first: model.init_from applies only when no checkpoint is resumed.
         self.resume_from = resolve_resume(resume, self.output_dir)
@@ -199,11 +201,8 @@ class Trainer:
 
         # Identical initial weights on every process; then per-process randomness (dropout).
         _seed_everything(config.seed)
-        from img2img.tasks import build_discriminators, build_generators, build_task
-
-        self.task = build_task(config)
-        self.G: dict[str, nn.Module] = build_generators(config)
-        self.D: dict[str, nn.Module] = build_discriminators(config)
+        self.G: dict[str, nn.Module] = self.task.build_generators()
+        self.D: dict[str, nn.Module] = self.task.build_discriminators()
         self._check_training_size()
         if config.model.init_from and self.resume_from is None:
             self._init_from(config.model.init_from)
@@ -247,10 +246,6 @@ class Trainer:
         ownership.check_folder_kind(self.output_dir, "run", hint)
         for name in ("model", "model_best"):  # replaced at the end, so refused now, not then
             ownership.check_replaceable(self.output_dir / name, "model", hint)
-        if c.task == "cyclegan" and c.eval.metric not in ("fid", "kid") and c.eval.every:
-            raise ConfigError(
-                f"eval.metric: {c.eval.metric} needs paired targets; CycleGAN evaluates fid or kid"
-            )
 
     def _check_training_size(self) -> None:
         """Training crops the networks cannot take are a config error now, not a shape
@@ -258,25 +253,22 @@ class Trainer:
         discriminator run once (a copy, in training mode) on a batch of that size."""
         import copy
 
-        c, d = self.config, self.config.data
-        if c.task == "srgan":
-            g_size, d_size, key = d.gt_size // d.scale, d.gt_size, "data.gt_size"
-        elif d.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
-            g_size = d_size = d.crop_size
-            key = "data.crop_size"
-        else:  # whole or width-scaled images: their sizes vary
+        from img2img.nets.contract import size_contract
+
+        c = self.config
+        sizes = self.task.training_sizes()
+        if sizes is None:  # whole or width-scaled images: their sizes vary
             return
+        key, g_size, d_size = sizes.key, sizes.generator, sizes.discriminator
         for net in self.G.values():
-            multiple, least = int(getattr(net, "size_multiple", 1)), int(getattr(net, "min_size", 1))
-            if g_size % multiple or g_size < least:
-                fit = max(least, -(-g_size // multiple) * multiple)
+            contract = size_contract(net)
+            if not contract.fits(g_size):
                 raise ConfigError(
                     f"{key}: {c.model.generator.name} needs training images whose sides are "
-                    f"multiples of {multiple} (at least {least} px), got {g_size} px"
-                    f"{' LR' if c.task == 'srgan' else ''}; use e.g. {fit if c.task != 'srgan' else fit * d.scale}"
+                    f"multiples of {contract.multiple} (at least {contract.min_size} px), got "
+                    f"{g_size} px{sizes.note}; use e.g. {contract.padded(g_size) * sizes.per_pixel}"
                 )
-        cin, cout = c.channels()
-        channels = {"D": cin + cout if c.task in ("pix2pix", "colorization") else cout, "D_A": cout, "D_B": cin}
+        channels = self.task.discriminator_channels()
         for name, net in self.D.items():
             probe = copy.deepcopy(net).train()
             try:
@@ -342,14 +334,13 @@ class Trainer:
     def _build_data(self) -> None:
         from torch.utils.data import DataLoader
 
-        from img2img.data import build_dataset
         from img2img.sampling import ShardedSeededSampler
 
         c = self.config
-        self.train_set = build_dataset(c, "train")
+        self.train_set = self.task.build_dataset("train")
         if len(self.train_set) == 0:
             raise DataError(f"no training images found under {c.data.root}")
-        self.val_set = build_dataset(c, "val")
+        self.val_set = self.task.build_dataset("val")
         self.sampler = ShardedSeededSampler(
             len(self.train_set), c.train.batch_size, seed=c.seed, rank=self.rank,
             world_size=self.world_size,
@@ -402,7 +393,7 @@ class Trainer:
         self.sched_D = None if plateau or not self.opt_D else build_scheduler(self.opt_D, t, t.lr_d)
         self.plateaus = []
         if plateau:
-            better = HIGHER_IS_BETTER[c.eval.metric]
+            better = METRICS[c.eval.metric]
             self.plateaus = [build_plateau(o, t, better) for o in (self.opt_G, self.opt_D) if o]
 
         # Plain modules (for frozen-D scoring, EMA, evaluation and export) and the wrapped ones.
@@ -423,7 +414,7 @@ class Trainer:
         self.pools = {
             n: ImagePool(c.loss.pool_size, seed=(c.seed * 31 + 17 * i + self.rank) % 2**64)
             for i, n in enumerate(self.D)
-        } if c.task == "cyclegan" else {}
+        } if self.task.uses_image_pool else {}
 
     def _fused_adam_supported(self) -> bool:
         try:
@@ -702,7 +693,7 @@ class Trainer:
 
     def _load_feature_net(self):
         path = self.config.eval.fid_weights
-        if not path or self.config.task != "cyclegan":
+        if not path or self.task.paired:
             return None
         from img2img.fid import load_fid_inception
 
@@ -711,12 +702,12 @@ class Trainer:
     def _evaluate(self) -> dict[str, Any] | None:
         from accelerate.utils import gather_object
 
-        from img2img.evaluate import default_crop_border, evaluate
+        from img2img.evaluate import evaluate
 
         c = self.config
         self._sync_buffers()
         feature_net = self.feature_net
-        if c.task == "cyclegan" and feature_net is None:
+        if not self.task.paired and feature_net is None:
             if not getattr(self, "_warned_fid", False):
                 log.warning("CycleGAN evaluation needs FID weights (eval.fid_weights); skipping metrics")
                 self._warned_fid = True
@@ -726,7 +717,7 @@ class Trainer:
             self.eval_generators(),
             self.val_set,
             self.device,
-            crop_border=default_crop_border(c),
+            crop_border=self.task.crop_border(),
             rank=self.rank,
             world_size=self.world_size,
             gather=(lambda obj: gather_object([obj])) if self.world_size > 1 else (lambda obj: [obj]),
@@ -742,7 +733,7 @@ class Trainer:
             log.info("step %d: %s", self.step, ", ".join(f"{k} {v:.4f}" for k, v in result["model"].items()))
             for plateau in self.plateaus:
                 plateau.step(value)
-            better = HIGHER_IS_BETTER[c.eval.metric]
+            better = METRICS[c.eval.metric]
             best = self.best["value"]
             if best is None or (value > best if better else value < best):
                 self.best.update(value=value, step=self.step)
@@ -801,7 +792,7 @@ class Trainer:
         return tensors
 
     def save_checkpoint(self) -> Path:
-        from img2img.model_io import save_tensors
+        from img2img.files import save_tensors
 
         acc = self.accelerator
         self._sync_buffers()

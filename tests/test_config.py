@@ -179,14 +179,18 @@ def test_a_key_given_twice_is_an_error(tmp_path):
 
 
 def test_cross_key_rules():
+    from img2img.tasks import build_task
+
+    # a task's own rules are checked when it is built, before any work
     with pytest.raises(ConfigError, match="colorization maps L"):
-        load_config(None, ["task=colorization", "model.in_channels=3"])
+        build_task(load_config(None, ["task=colorization", "model.in_channels=3"]))
     with pytest.raises(ConfigError, match="the srgan task needs srresnet"):
-        load_config(None, ["task=srgan"])
+        build_task(load_config(None, ["task=srgan"]))
+    with pytest.raises(ConfigError, match="eval.metric: psnr needs paired targets; the cyclegan task evaluates fid or kid"):
+        build_task(load_config(None, ["task=cyclegan", "eval.every=10"]))
     with pytest.raises(ConfigError, match="step scheduler needs at least one milestone"):
         load_config(None, ["train.scheduler=step"])
-    cfg = load_config(None, ["task=colorization"])
-    assert cfg.channels() == (1, 2)
+    assert build_task(load_config(None, ["task=colorization"])).channels() == (1, 2)
     with pytest.raises(ConfigError, match="train.decay_start: 40 is after train.max_steps"):
         load_config(None, ["train.decay_start=40", "train.max_steps=4"])
     # decay_start only matters to the linear schedule

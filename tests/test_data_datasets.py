@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 
 from img2img.config import load_config
-from img2img.data import SingleFolderDataset, build_dataset, imresize, read_image
-from img2img.data.datasets import SRDataset, mod_crop
+from img2img.data import SingleFolderDataset, imresize, read_image
+from img2img.data.sr import SRDataset, mod_crop
 from img2img.errors import ConfigError, DataError
+from tests.tiny import build_dataset
 
 
 def noise(rng, h, w) -> np.ndarray:

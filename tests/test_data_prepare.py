@@ -18,7 +18,7 @@ from PIL import Image
 
 from img2img.cli import main
 from img2img.config import load_config
-from img2img.data import build_dataset, imresize, read_image
+from img2img.data import imresize, read_image
 from img2img.data.prepare import (
     REGISTRY,
     Archive,
@@ -29,6 +29,7 @@ from img2img.data.prepare import (
     safe_member_path,
 )
 from img2img.errors import DataError
+from tests.tiny import build_dataset
 
 
 def png(rng, h=12, w=24) -> bytes:

@@ -32,7 +32,7 @@ def sample_dir(tmp_path_factory) -> Path:
 def test_layout_counts_and_sizes(sample_dir):
     manifest = json.loads((sample_dir / "manifest.json").read_text())
     expected_folders = {
-        "colorization/train", "colorization/val", "sr/train", "sr/val", "paired/train",
+        "photos/train", "photos/val", "sr/train", "sr/val", "paired/train",
         "paired/val", "unpaired/trainA", "unpaired/trainB", "unpaired/valA", "unpaired/valB",
     }
     assert set(manifest["folders"]) == expected_folders
@@ -83,9 +83,9 @@ def test_train_and_val_never_share_pixels(sample_dir):
         return {w.tobytes() for w in windows[keep]}
 
     train = set()
-    for path in scan_images(sample_dir / "colorization" / "train"):
+    for path in scan_images(sample_dir / "photos" / "train"):
         train |= patches(path, 1)
-    for path in scan_images(sample_dir / "colorization" / "val"):
+    for path in scan_images(sample_dir / "photos" / "val"):
         assert not (patches(path, 3) & train), path
 
 

@@ -172,7 +172,7 @@ def test_images_too_small_for_ssim_are_named(tmp_path):
 def test_eval_errors_are_one_line(tmp_path):
     out = run_eval(tmp_path / "nothing", "--data", tmp_path)
     assert out.returncode == 2 and "model not found" in out.stderr and "Traceback" not in out.stderr
-    model_dir, *_ = make_model(tmp_path, "model.generator.name=unet", "model.generator.num_downs=2", "model.generator.ngf=4")
+    model_dir, *_ = make_model(tmp_path, "task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=2", "model.generator.ngf=4")
     out = run_eval(model_dir, "--data", tmp_path / "missing")
     assert out.returncode == 2 and "--data: folder not found" in out.stderr
 
@@ -180,7 +180,7 @@ def test_eval_errors_are_one_line(tmp_path):
 def test_eval_argument_and_data_errors_name_the_problem(tmp_path, capsys):
     from img2img.cli import main
 
-    model_dir, *_ = make_model(tmp_path, "model.generator.name=unet", "model.generator.num_downs=2",
+    model_dir, *_ = make_model(tmp_path, "task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=2",
                                "model.generator.ngf=4")
     data = make_task_data(tmp_path / "data", "pix2pix", n_train=1, n_val=2, size=24) / "val"
     (tmp_path / "file").write_text("x")

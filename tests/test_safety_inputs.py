@@ -23,12 +23,12 @@ from PIL import EpsImagePlugin, Image
 
 from img2img.config import MAX_CONFIG_BYTES, load_config
 from img2img.data import prepare as prepare_mod
-from img2img.data.datasets import ColorizationDataset, PairedDataset
+from img2img.data.datasets import PairedDataset, PhotoDataset
 from img2img.data.io import inspect_image, read_image
 from img2img.data.prepare import TMP_MARKER, Archive, DatasetSpec, prepare
 from img2img.data.transforms import check_geometry, planned_size, prepare_geometry
 from img2img.errors import ConfigError, DataError
-from img2img.inference import forward_padded
+from img2img.nets.contract import forward_padded
 
 REPO = Path(__file__).resolve().parents[1]
 COLOR = str(REPO / "configs" / "colorization" / "photos_unet256.yaml")
@@ -137,14 +137,14 @@ def test_thin_image_reads_but_is_never_blown_up(tmp_path):
     Image.fromarray(np.full((1, 100_000, 3), 90, np.uint8)).save(thin)
     assert read_image(thin).shape == (1, 100_000, 3)  # 100,000 pixels: reading is cheap
     # "crop" enlarges it to fit the 256 x 256 crop: 256 x 25,600,000 would be 19.7 GB.
-    ds = ColorizationDataset([thin], preprocess="crop", crop_size=256, flip=False)
+    ds = PhotoDataset([thin], preprocess="crop", crop_size=256, flip=False)
     with pytest.raises(DataError) as err:
         ds[0]
     assert str(err.value) == (
         f"{thin}: data.preprocess=crop would resize this 100000x1 image to 25600000x256 "
         "(6,553,600,000 pixels), above the limit of 178,956,970 (data.max_pixels): its shape "
         "is too extreme; crop or remove the image (or use data.preprocess=resize_and_crop)")
-    assert ColorizationDataset([thin], flip=False)[0]["B"].shape == (3, 256, 256)  # resize_and_crop
+    assert PhotoDataset([thin], flip=False)[0]["B"].shape == (3, 256, 256)  # resize_and_crop
     # scale_width makes a tall strip 256 wide: the same refusal, at val time too.
     tall = np.zeros((100_000, 1, 3), np.uint8)
     with pytest.raises(DataError, match="tall.png: data.preprocess=scale_width would resize this 1x100000"):
@@ -250,7 +250,7 @@ def test_nan_and_inf_float_tiffs_are_refused(tmp_path):
     assert_user_error(proc, f"BAD {tmp_path / 'nan.tif'}: 2 pixel value(s) are NaN",
                       f"BAD {tmp_path / 'inf.tif'}: 1 pixel value(s)", "2 problem(s) in the data")
     # Training stops before any work: building the data set lists them (data.on_error=raise).
-    from img2img.data.datasets import build_dataset
+    from tests.tiny import build_dataset
 
     config = load_config(COLOR, [f"data.root={tmp_path}"])
     with pytest.raises(DataError) as err:

@@ -93,8 +93,10 @@ def test_cli_train_runs_and_rejects_existing_run(task_data, tmp_path):
 
 
 def test_missing_data_root_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="data.root is not set"):
+    with pytest.raises(ConfigError, match="task is not set: name the method with task=NAME"):
         Trainer(load_config(None, ["device=cpu"]))
+    with pytest.raises(ConfigError, match="data.root is not set"):
+        Trainer(load_config(None, ["task=pix2pix", "device=cpu"]))
     cfg = load_config(None, tiny_overrides("pix2pix", tmp_path / "nowhere", tmp_path / "run"))
     with pytest.raises(UserError, match="nowhere"):
         Trainer(cfg)

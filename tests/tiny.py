@@ -82,3 +82,10 @@ def tiny_overrides(task: str, data_root: Path, output_dir: Path, *extra: str) ->
     return [*TINY["common"], *TINY[task], f"data.root={data_root}", f"output_dir={output_dir}", *extra]
 
 
+
+
+def build_dataset(config, split: str):
+    """The dataset a config's task builds for ``split`` (what training uses)."""
+    from img2img.tasks import build_task
+
+    return build_task(config).build_dataset(split)

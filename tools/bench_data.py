@@ -87,7 +87,8 @@ def run(opts) -> list[dict]:
     import torch
 
     from img2img.config import load_config
-    from img2img.data import build_dataset, load_image
+    from img2img.data import load_image
+    from img2img.tasks import build_task
 
     quick = getattr(opts, "quick", False)
     images = 8 if quick else 20
@@ -116,7 +117,7 @@ def run(opts) -> list[dict]:
                 ]
                 for label, overrides in kinds:
                     cfg = load_config(None, overrides + common)
-                    dataset = build_dataset(cfg, "train")
+                    dataset = build_task(cfg).build_dataset("train")
                     n = len(dataset)
                     wall, cpu = _time(lambda i, d=dataset, n=n: d[(i % n, i)], samples)
                     rows.append(_row(label, crop, samples, wall, cpu))

@@ -1,5 +1,6 @@
-"""Data: robust image reading, datasets for the four jobs, MATLAB-compatible imresize,
-sample data and standard data sets.
+"""Data: robust image reading, split discovery, datasets, MATLAB-compatible imresize,
+sample data and standard data sets. Nothing here knows the methods: a task picks its
+layout and dataset.
 
 Names are imported lazily (PEP 562), so ``img2img.data.sample`` and
 ``img2img.data.prepare`` do not pull in torch through this package.
@@ -11,8 +12,8 @@ Public API::
     scan_images(root) -> list[Path]
     check_files(paths, max_pixels, on_error) -> list[Path]
     imresize(img, scale=None, output_size=None)
-    build_dataset(config, split) -> Dataset | None
-    PairedDataset, UnpairedDataset, SRDataset, ColorizationDataset, SingleFolderDataset
+    PairedDataset, UnpairedDataset, PhotoDataset, SRDataset, SingleFolderDataset
+    splits.find_single / find_paired / find_unpaired / find_sr(config, split) -> SplitFiles
     color.rgb_to_lab_norm(rgb), color.lab_norm_to_rgb(L, ab)
 """
 
@@ -31,14 +32,14 @@ _EXPORTS = {
     "IMAGE_EXTENSIONS": "img2img.data.io",
     "DEFAULT_MAX_PIXELS": "img2img.data.io",
     "imresize": "img2img.data.matlab_imresize",
-    "build_dataset": "img2img.data.datasets",
     "PairedDataset": "img2img.data.datasets",
     "UnpairedDataset": "img2img.data.datasets",
-    "SRDataset": "img2img.data.datasets",
-    "ColorizationDataset": "img2img.data.datasets",
+    "SRDataset": "img2img.data.sr",
+    "PhotoDataset": "img2img.data.datasets",
     "SingleFolderDataset": "img2img.data.datasets",
-    "mod_crop": "img2img.data.datasets",
-    "make_lr": "img2img.data.datasets",
+    "mod_crop": "img2img.data.sr",
+    "make_lr": "img2img.data.sr",
+    "SplitFiles": "img2img.data.splits",
     "rgb_to_lab_norm": "img2img.data.color",
     "lab_norm_to_rgb": "img2img.data.color",
 }

@@ -5,7 +5,7 @@ colour photos that ship inside scikit-image.
 
 Layout (all PNG, 8-bit RGB)::
 
-    DIR/colorization/train/*.png   96x96 crops           DIR/colorization/val/*.png
+    DIR/photos/train/*.png         96x96 crops           DIR/photos/val/*.png
     DIR/sr/train/*.png             96x96 HR crops        DIR/sr/val/*.png (96x96)
     DIR/paired/train/*.png         192x96 A|B: A = Canny edges (black on white), B = photo
     DIR/paired/val/*.png
@@ -43,7 +43,7 @@ GAP = 8
 TRAIN_PER_PHOTO = 7
 UNPAIRED_PER_PHOTO = 6
 MIN_STD = 0.06
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the single-photo set is photos/ (it was colorization/)
 
 #: The colour photos of ``skimage.data`` that are part of the scikit-image distribution
 #: (no download): name, what it shows, source, licence (from skimage's docstrings).
@@ -92,7 +92,7 @@ PHOTOS: tuple[dict[str, str], ...] = (
     },
 )
 
-SUBSETS = ("colorization", "sr", "paired", "unpaired")
+SUBSETS = ("photos", "sr", "paired", "unpaired")
 
 
 # --------------------------------------------------------------------------- photos
@@ -203,7 +203,13 @@ def stylise(rgb: np.ndarray) -> np.ndarray:
 
 
 def _is_complete(out: Path) -> bool:
-    return (out / ".complete").is_file()
+    """A finished build of this layout (an older layout is rebuilt)."""
+    if not (out / ".complete").is_file():
+        return False
+    try:
+        return json.loads((out / "manifest.json").read_text(encoding="utf-8")).get("format") == FORMAT_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _licenses(used: list[dict[str, str]]) -> str:
@@ -271,11 +277,11 @@ def build_sample_data(out_dir: str | Path, force: bool = False) -> Path:
     for number, (meta, photo) in enumerate(photos):
         name = meta["name"]
         val = _val_boxes(photo)
-        # colorization: photo crops
+        # photos: plain crops (the colorization demo)
         for k, box in enumerate(_train_boxes(photo, TRAIN_PER_PHOTO, 1000 + number)):
-            save(f"colorization/train/{name}_{k:02d}.png", _crop(photo, box), name, box)
+            save(f"photos/train/{name}_{k:02d}.png", _crop(photo, box), name, box)
         for k, box in enumerate(val):
-            save(f"colorization/val/{name}_{k:02d}.png", _crop(photo, box), name, box)
+            save(f"photos/val/{name}_{k:02d}.png", _crop(photo, box), name, box)
         # super-resolution: HR crops (96 = a multiple of 2, 3 and 4)
         for k, box in enumerate(_train_boxes(photo, TRAIN_PER_PHOTO, 2000 + number)):
             save(f"sr/train/{name}_{k:02d}.png", _crop(photo, box), name, box)

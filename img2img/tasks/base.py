@@ -1,25 +1,66 @@
-"""What every task shares: the GAN objective, the discriminator step, and evaluation output.
+"""The task contract: everything a method knows, as hooks with defaults.
 
-A task is told which networks to use for each call, because the trainer decides which
-wrapper runs (the DDP-wrapped module where gradients flow, the plain module where a
+A task says *what* is learned; the engine, evaluation, inference, export, the data check
+and the demo ask it and never name it. A new method is a subclass of :class:`Task` in one
+file (registered with :func:`img2img.tasks.register`) plus its recipes. The defaults here
+are those of paired, same-size translation with one generator ``G`` and one conditional
+discriminator ``D``, on A|B data:
+
+- **config**: :attr:`Options` (the dataclass of the config's ``task_options`` section,
+  checked like every other key), :attr:`default_channels`, :meth:`check_config` (rules
+  that span keys, checked when the task is built, before any work);
+- **networks**: :meth:`build_generators`, :meth:`discriminator_channels`,
+  :meth:`build_discriminators`, :attr:`directions` (which generator translates),
+  :meth:`training_sizes` (what the networks see in training, checked before the first
+  step), :attr:`uses_image_pool`;
+- **data**: :meth:`collect_split` (find and check the files of a split, with a finder of
+  :mod:`img2img.data.splits`), :meth:`make_dataset`, :meth:`build_dataset`,
+  :meth:`eval_data` (the config pointed at a folder for ``img2img eval``);
+- **images in and out**: :meth:`to_network` and :meth:`from_network` (RGB in [-1, 1] to
+  the network's input and back: colorization's Lab split lives there), used alike by
+  evaluation, the Translator and export; :meth:`check_translatable`, :meth:`export_notes`;
+- **training**: :meth:`prepare`, :meth:`forward`, :meth:`generator_loss` and
+  :meth:`discriminator_loss` (dicts of named, already weighted terms), :attr:`d_first`,
+  :meth:`visuals` and :attr:`visual_labels`;
+- **evaluation**: :attr:`paired` (PSNR/SSIM against targets) or not (FID/KID against the
+  reference domain), :meth:`metrics`, :attr:`baseline`, :meth:`crop_border`,
+  :meth:`eval_count`, :meth:`eval_batch`, :meth:`eval_references`, :meth:`evaluate_batch`.
+
+A task is told which networks to use for each training call, because the engine decides
+which wrapper runs (the DDP-wrapped module where gradients flow, the plain module where a
 frozen discriminator only scores a fake). Loss methods return a dict of named, already
-weighted terms; the trainer sums them, checks them, and steps the optimizers.
+weighted terms; the engine sums them, checks them, and steps the optimizers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
-from img2img.config import Config
+from img2img.config import Config, build_section
+from img2img.data import splits
+from img2img.data.io import apply_on_error
+from img2img.errors import ConfigError, DataError, UserError
+from img2img.log import get_logger
 from img2img.losses import GANLoss, PerceptualLoss, gradient_penalty, pixel_loss, r1_penalty
+from img2img.nets.contract import forward_padded
+
+log = get_logger(__name__)
 
 Nets = dict[str, nn.Module]
 Batch = dict[str, torch.Tensor]
 Pool = Callable[[str, torch.Tensor], torch.Tensor]
+
+#: Metrics of a paired task (prediction against target) and of an unpaired one (the
+#: distribution of outputs against the reference images).
+PAIRED_METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
+DISTRIBUTION_METRICS = ("fid", "kid")
+#: ITU-R BT.601 luma weights (R, G, B), for networks that take one channel.
+LUMA = (0.299, 0.587, 0.114)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -34,20 +75,225 @@ def as_rgb(x: torch.Tensor) -> torch.Tensor:
     return x[:, :1].expand(-1, 3, -1, -1)
 
 
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of an N3HW RGB batch, as N1HW, in the batch's own range."""
+    return sum(w * x[:, i : i + 1] for i, w in enumerate(LUMA))
+
+
+def collate_one(sample: dict) -> dict:
+    """One dataset sample as a batch of one."""
+    return {k: (v.unsqueeze(0) if isinstance(v, torch.Tensor) else [v]) for k, v in sample.items()}
+
+
+class TrainingSizes(NamedTuple):
+    """What the networks see in training: the config key that sets it, the side at the
+    generator's input and at the discriminator's, and the key's value per generator pixel
+    (the scale for super-resolution), with a word for the generator's side (" LR")."""
+
+    key: str
+    generator: int
+    discriminator: int
+    per_pixel: int = 1
+    note: str = ""
+
+
 class Task:
-    """Base class of the four tasks."""
+    """A method; subclasses override the hooks whose defaults do not fit."""
 
     name: ClassVar[str]
-    #: pix2pix updates D before G; CycleGAN and SRGAN update G first (as their references do).
+    #: The dataclass of the ``task_options`` config section (None: the task takes none).
+    Options: ClassVar[type | None] = None
+    #: (input channels, output channels) of the generator when the config leaves them unset.
+    default_channels: ClassVar[tuple[int, int]] = (3, 3)
+    #: Update D before G at every step (pix2pix) or after (CycleGAN, SRGAN).
     d_first: ClassVar[bool] = False
-    #: keys of a batch that hold images (moved to the device, made channels_last).
+    #: Keys of a batch that hold images (moved to the device, made channels_last).
     image_keys: ClassVar[tuple[str, ...]] = ("A", "B")
+    #: Discriminators see fakes through a history of generated images (CycleGAN).
+    uses_image_pool: ClassVar[bool] = False
+    #: Which generator translates in each direction a user can ask for.
+    directions: ClassVar[dict[str, str]] = {"AtoB": "G"}
+    #: Evaluation compares each prediction with its target (PSNR/SSIM); False: the
+    #: outputs as a distribution against the reference images (FID/KID).
+    paired: ClassVar[bool] = True
+    #: The trivial answer a model must beat, by name (computed in :meth:`evaluate_batch`).
+    baseline: ClassVar[str] = "identity"
+    #: Column titles of the sample grids (:meth:`visuals`).
+    visual_labels: ClassVar[tuple[str, ...]] = ("input", "output", "target")
+    #: :meth:`from_network` needs the input image too (colorization keeps the input's L).
+    output_uses_input: ClassVar[bool] = False
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.options = self.read_options()
+        self.check_config()
         self.gan = GANLoss(config.loss.gan_mode)
         self.pixel = pixel_loss(config.loss.pixel)
         self.perceptual: PerceptualLoss | None = None
+
+    # ------------------------------------------------------------------ config
+    def read_options(self) -> Any:
+        """The ``task_options`` section as the task's :attr:`Options` dataclass."""
+        given = self.config.task_options
+        if self.Options is None:
+            if given:
+                raise ConfigError(f"task_options: the {self.name} task takes no options, got {sorted(given)}")
+            return None
+        return build_section(self.Options, given, "task_options.")
+
+    def channels(self) -> tuple[int, int]:
+        """(input channels, output channels) of the generator."""
+        model = self.config.model
+        cin = model.in_channels if model.in_channels is not None else self.default_channels[0]
+        cout = model.out_channels if model.out_channels is not None else self.default_channels[1]
+        return cin, cout
+
+    def check_config(self) -> None:
+        """Rules that span keys; a ConfigError naming the key. The default: the metric
+        that picks the best model must be one this task reports."""
+        e = self.config.eval
+        if e.every and e.metric not in self.metrics():
+            kind = "paired targets" if e.metric in PAIRED_METRICS else "FID weights and unpaired data"
+            raise ConfigError(
+                f"eval.metric: {e.metric} needs {kind}; the {self.name} task evaluates "
+                f"{' or '.join(self.metrics())}"
+            )
+
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics evaluation reports for this task (and ``eval.metric`` may pick)."""
+        return PAIRED_METRICS if self.paired else DISTRIBUTION_METRICS
+
+    # ------------------------------------------------------------------ networks
+    @property
+    def scale(self) -> int:
+        """Output side / input side of the generators (1 but for super-resolution)."""
+        return 1
+
+    def build_generators(self) -> Nets:
+        """The generators (what is exported and predicts), initialised."""
+        from img2img.nets import build_generator
+
+        cin, cout = self.channels()
+        return {"G": build_generator(self.config.model.generator, cin, cout, scale=self.scale)}
+
+    def discriminator_channels(self) -> dict[str, int]:
+        """Each discriminator's input channels. The default conditional ``D`` sees input
+        and output stacked on the channel axis."""
+        cin, cout = self.channels()
+        return {"D": cin + cout}
+
+    def build_discriminators(self) -> Nets:
+        """The discriminators, initialised; none when ``model.discriminator.name`` is
+        ``none`` (a pixel-loss-only stage)."""
+        from img2img.nets import build_discriminator
+
+        dcfg = self.config.model.discriminator
+        if dcfg.name == "none":
+            return {}
+        return {name: build_discriminator(dcfg, c) for name, c in self.discriminator_channels().items()}
+
+    def generator_for(self, direction: str = "AtoB") -> str:
+        """The name of the generator that translates in ``direction``."""
+        if direction not in ("AtoB", "BtoA"):
+            raise UserError(f"direction: invalid value {direction!r}; allowed: AtoB|BtoA")
+        if direction not in self.directions:
+            raise UserError(
+                f"direction {direction} does not apply to this {self.name} model: it has one "
+                f"generator, translating {' and '.join(self.directions)} (a paired model's "
+                "direction is fixed by data.direction at training)"
+            )
+        return self.directions[direction]
+
+    def training_sizes(self) -> TrainingSizes | None:
+        """What the networks see in training, or None when the images keep their own
+        (varying) sizes. The default: the crop of a cropping preprocess."""
+        d = self.config.data
+        if d.preprocess not in ("resize_and_crop", "crop", "scale_width_and_crop"):
+            return None
+        return TrainingSizes("data.crop_size", d.crop_size, d.crop_size)
+
+    # ------------------------------------------------------------------ data
+    def collect_split(self, split: str, full_decode: bool = False) -> splits.SplitFiles | None:
+        """Find and check the files of ``split`` (None: the optional val split is absent)."""
+        return splits.find_paired(self.config, split, full_decode)
+
+    def make_dataset(self, found: splits.SplitFiles) -> torch.utils.data.Dataset:
+        """The dataset of a checked split (its problems already dealt with)."""
+        from img2img.data.datasets import PairedDataset
+
+        d = self.config.data
+        cin, cout = self.channels()
+        return PairedDataset(
+            self._val_cut(found), aligned=d.layout == "aligned", direction=d.direction,
+            preprocess=d.preprocess, load_size=d.load_size, crop_size=d.crop_size, flip=d.flip,
+            train=found.split == "train", in_channels=cin, out_channels=cout,
+            max_pixels=d.max_pixels, alpha=d.alpha,
+        )
+
+    def _val_cut(self, found: splits.SplitFiles) -> Any:
+        """The items of ``found``, the val split cut to ``data.max_val_images``."""
+        limit = self.config.data.max_val_images
+        if found.split != "val" or not limit:
+            return found.items
+        if isinstance(found.items, tuple):
+            return (found.items[0][:limit], *found.items[1:])
+        return found.items[:limit]
+
+    def build_dataset(self, split: str, bad_files_hint: str | None = None) -> torch.utils.data.Dataset | None:
+        """The dataset of ``split`` ("train" or "val"); None when the val split is absent.
+
+        Every file is checked first; problems raise one DataError listing them all
+        (``data.on_error=raise``, ending in ``bad_files_hint``) or are dropped with a
+        warning (``skip``). A missing or empty root is a DataError, never an empty set."""
+        found = self.collect_split(split)
+        if found is None:
+            return None
+        apply_on_error(found.problems, self.config.data.on_error, where=found.where,
+                       **({"hint": bad_files_hint} if bad_files_hint else {}))
+        if found.usable == 0:
+            raise DataError(f"no usable images left in {found.where} ({split} split)")
+        dataset = self.make_dataset(found)
+        if split == "train" and self.config.data.on_error == "skip":
+            dataset.skip_bad = True
+        log.debug("%s %s split: %d samples from %s", self.name, split, len(dataset), found.where)
+        return dataset
+
+    def eval_data(self, data_dir: str, lr_dir: str | None = None) -> Config:
+        """The config pointed at a folder of evaluation images (``img2img eval``): its
+        images are the val split, scored at their own size (the model pads them)."""
+        if lr_dir:
+            raise UserError(f"--lr-dir: the {self.name} task takes no separate low-resolution inputs")
+        data = dataclasses.replace(self.config.data, root=str(data_dir), val_split=".",
+                                   preprocess="none", lr_root=None, max_val_images=0)
+        return dataclasses.replace(self.config, data=data)
+
+    def missing_eval_data(self, data_dir: str) -> str:
+        """What to say when ``data_dir`` holds no evaluation images for this task."""
+        return f"--data {data_dir}: no evaluation images found"
+
+    # ------------------------------------------------------------------ images in and out
+    def to_network(self, rgb: torch.Tensor) -> torch.Tensor:
+        """An N3HW RGB batch in [-1, 1] as the generator's input (one channel: its luma)."""
+        return luma(rgb) if self.channels()[0] == 1 else rgb
+
+    def from_network(self, out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator's output as N3HW RGB in [-1, 1] (not clamped); ``x`` is its input
+        (what :meth:`to_network` made), given when :attr:`output_uses_input`."""
+        return out if out.shape[1] == 3 else out[:, :1].expand(-1, 3, -1, -1)
+
+    def check_translatable(self, net: nn.Module) -> None:
+        """A UserError when ``net`` cannot translate RGB images through
+        :meth:`to_network` / :meth:`from_network` (only 1 or 3 channels each way)."""
+        cin, cout = int(getattr(net, "in_channels", 3)), int(getattr(net, "out_channels", 3))
+        if cin not in (1, 3) or cout not in (1, 3):
+            raise UserError(
+                f"cannot translate RGB images with a {cin} -> {cout} channel {self.name} "
+                "network (only 1 or 3 channels)"
+            )
+
+    def export_notes(self) -> dict[str, str]:
+        """What an exported network's input and output are, for its metadata."""
+        return {"input_range": "[-1, 1] (x = 2 * rgb01 - 1)"}
 
     # ------------------------------------------------------------------ set-up
     def setup_losses(self, device: torch.device) -> None:
@@ -58,9 +304,7 @@ class Task:
                 loss.perceptual_layers, weights=loss.vgg_weights, input_range=(-1.0, 1.0)
             ).to(device)
 
-    def prepare(
-        self, batch: dict, device: torch.device, channels_last: bool = False
-    ) -> Batch:
+    def prepare(self, batch: dict, device: torch.device, channels_last: bool = False) -> Batch:
         """Move the images of a collated batch to the device (task-specific conversions in
         subclasses, e.g. RGB -> Lab)."""
         fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -77,14 +321,10 @@ class Task:
     def generator_loss(self, D: Nets, batch: Batch, out: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def discriminator_loss(
-        self, D: Nets, batch: Batch, out: Batch, pool: Pool
-    ) -> dict[str, torch.Tensor]:
+    def discriminator_loss(self, D: Nets, batch: Batch, out: Batch, pool: Pool) -> dict[str, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def d_terms(
-        self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor, prefix: str
-    ) -> dict[str, torch.Tensor]:
+    def d_terms(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
         """One discriminator's loss terms ``d_loss_scale * real term`` and ``d_loss_scale *
         fake term`` (logged as ``<D>_real`` and ``<D>_fake``), plus the
         gradient penalty for ``wgangp`` and the R1 penalty when ``r1_weight > 0``."""
@@ -106,11 +346,41 @@ class Task:
         return self.config.loss.gan_weight * self.gan.generator_loss(net(fake))
 
     def visuals(self, batch: Batch, out: Batch) -> list[torch.Tensor]:
-        """Columns of the sample grid, each N x 3 x H x W in [-1, 1]."""
+        """Columns of the sample grid (titled by :attr:`visual_labels`), each N x 3 x H x W
+        in [-1, 1]."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     # ------------------------------------------------------------------ evaluation
+    def crop_border(self) -> int:
+        """Pixels cut from each edge before PSNR/SSIM (``eval.crop_border`` when set)."""
+        given = self.config.eval.crop_border
+        return given if given is not None else 0
+
+    def eval_count(self, dataset: Any) -> int:
+        """How many evaluation samples ``dataset`` holds."""
+        return len(dataset)
+
+    def eval_batch(self, dataset: Any, index: int, device: torch.device) -> tuple[Batch, str]:
+        """Evaluation sample ``index`` as a prepared batch of one, and its name."""
+        sample = dataset[index]
+        name = str(sample.get("B_path", sample.get("A_path", index)))
+        return self.prepare(collate_one(sample), device), name
+
+    def eval_references(self, dataset: Any) -> tuple[int, Callable[[int], torch.Tensor]] | None:
+        """For an unpaired task: how many reference images the FID/KID statistics take,
+        and a function giving image ``j`` (CHW in [-1, 1]); None for a paired task."""
+        return None
+
     def evaluate_batch(self, G: Nets, batch: Batch) -> dict[str, torch.Tensor]:
         """Predictions on whole validation images, in [0, 1] RGB: ``pred`` and ``target``
-        (paired tasks) and ``baseline`` (the trivial answer a model must beat)."""
+        (paired) or ``fake`` (unpaired), and ``baseline`` (the trivial answer, when the
+        task has one for this batch)."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def translate(self, net: nn.Module, rgb: torch.Tensor) -> torch.Tensor:
+        """``net`` run on an N3HW RGB batch in [-1, 1] of any size: :meth:`to_network`,
+        padded forward, :meth:`from_network`; RGB in [-1, 1], not clamped."""
+        x = self.to_network(rgb)
+        out = forward_padded(net, x)
+        return self.from_network(out, x if self.output_uses_input else None)
+

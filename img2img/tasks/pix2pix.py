@@ -4,13 +4,17 @@ G maps A to B; the conditional discriminator D sees (A, B) stacked on the channe
 Objective: ``gan_weight * GAN(D(A, G(A)))  +  pixel_weight * L1(G(A), B)`` (the recipe:
 vanilla GAN, 100 x L1), and optionally a perceptual term. The discriminator loss is halved
 (``loss.d_loss_scale``). As in the reference, D is updated before G at every step.
+
+Data: A|B images side by side, or ``A/`` and ``B/`` folders matched by name (the
+defaults of :class:`~img2img.tasks.base.Task`). The baseline is the identity (the input
+itself, when it has the target's shape).
 """
 
 from __future__ import annotations
 
 import torch
 
-from img2img.inference import forward_padded
+from img2img.nets.contract import forward_padded
 from img2img.tasks.base import Batch, Nets, Pool, Task, as_rgb, to_unit
 
 
