@@ -1,4 +1,9 @@
-"""RGB <-> normalised Lab on the device, for colorization (kornia).
+"""Colour spaces on the device: BT.601 luma, and RGB <-> normalised Lab (kornia).
+
+:func:`luma` is ITU-R BT.601 luma (``0.299 R + 0.587 G + 0.114 B``, in the image's own
+range): the grey image a one-channel network takes, used by the datasets, the tasks and
+inference alike. The metrics' Y channel is the studio-range YCbCr Y of the same standard
+(:data:`Y_STUDIO`: ``16 + 65.481 R + 128.553 G + 24.966 B`` for R, G, B in [0, 1]).
 
 The normalisation is the reference colorization model's: ``L / 50 - 1`` (L in [0, 100]
 -> [-1, 1]) and ``ab / 110`` (a, b roughly in [-110, 110] -> [-1, 1]). kornia's Lab is
@@ -10,7 +15,19 @@ from __future__ import annotations
 import torch
 from kornia.color import lab_to_rgb, rgb_to_lab
 
+#: BT.601 luma weights of R, G, B.
+LUMA = (0.299, 0.587, 0.114)
+#: BT.601 studio-range Y (16 to 235) weights of R, G, B in [0, 1], as the SR literature's
+#: Y-channel PSNR/SSIM use them.
+Y_STUDIO = (65.481, 128.553, 24.966)
+
 L_SCALE = 50.0
+
+
+def luma(rgb: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """BT.601 luma of RGB along ``dim`` (1 for NCHW, 0 for CHW), keeping that axis (size 1)."""
+    r, g, b = rgb.unbind(dim)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(dim)
 AB_SCALE = 110.0
 
 

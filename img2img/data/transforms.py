@@ -254,5 +254,6 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 def to_grey(tensor: torch.Tensor) -> torch.Tensor:
     """3xHxW -> 1xHxW with ITU-R 601 luma weights (Pillow's ``convert("L")``)."""
-    r, g, b = tensor[0], tensor[1], tensor[2]
-    return (0.299 * r + 0.587 * g + 0.114 * b)[None]
+    from img2img.data.color import luma
+
+    return luma(tensor, dim=0)

@@ -43,6 +43,7 @@ from torch import nn
 
 from img2img.config import Config, build_section
 from img2img.data import splits
+from img2img.data.color import luma
 from img2img.data.io import apply_on_error
 from img2img.errors import ConfigError, DataError, UserError
 from img2img.log import get_logger
@@ -59,8 +60,6 @@ Pool = Callable[[str, torch.Tensor], torch.Tensor]
 #: distribution of outputs against the reference images).
 PAIRED_METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
 DISTRIBUTION_METRICS = ("fid", "kid")
-#: ITU-R BT.601 luma weights (R, G, B), for networks that take one channel.
-LUMA = (0.299, 0.587, 0.114)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -73,11 +72,6 @@ def as_rgb(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 3:
         return x
     return x[:, :1].expand(-1, 3, -1, -1)
-
-
-def luma(x: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma of an N3HW RGB batch, as N1HW, in the batch's own range."""
-    return sum(w * x[:, i : i + 1] for i, w in enumerate(LUMA))
 
 
 def collate_one(sample: dict) -> dict:
