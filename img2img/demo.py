@@ -59,7 +59,7 @@ def run_demo(
     overrides: list[str] | None = None,
 ) -> dict:
     from img2img.data.sample import build_sample_data
-    from img2img.trainer import Trainer
+    from img2img.engine import Trainer
 
     recipe = recipe_path(kind)
     data_root = build_sample_data(Path(data))

@@ -88,11 +88,13 @@ def checkpoint_dirs(run_dir: str | Path) -> list[Path]:
     """The ``checkpoints/step-NNNNNN`` folders of a run directory, oldest step first
     (numerically: ``step-1000000`` comes after ``step-999999``). Temporary folders of an
     unfinished save (``.tmp-step-*``) are not among them."""
+    from img2img.ownership import CHECKPOINT_PREFIX, checkpoint_step
+
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[5:]))
+    found = [p for p in root.glob(CHECKPOINT_PREFIX + "*") if p.is_dir() and checkpoint_step(p.name) is not None]
+    return sorted(found, key=lambda p: checkpoint_step(p.name))
 
 
 def resolve_model_dir(path: str | Path) -> Path:

@@ -87,6 +87,21 @@ MODEL_ENTRIES = ["config.json", "model.safetensors"]
 #: of an older run lacks them).
 LATER_KEYS = ("task_options",)
 SAMPLE_DATA_FILES = ["LICENSES.md", "manifest.json", ".complete"]
+#: The one checkpoint-name rule: a run's checkpoints are ``checkpoints/step-NNNNNN`` (the
+#: step, six digits or more), each written first as ``.tmp-step-NNNNNN`` and renamed into
+#: place. The engine, the model finder and the proof below all read names by it.
+CHECKPOINT_PREFIX = "step-"
+CHECKPOINT_TMP_PREFIX = ".tmp-"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{CHECKPOINT_PREFIX}{step:06d}"
+
+
+def checkpoint_step(name: str) -> int | None:
+    """The step a checkpoint folder's name says; None for any other name."""
+    match = re.fullmatch(re.escape(CHECKPOINT_PREFIX) + "([0-9]+)", name)
+    return int(match[1]) if match else None
 
 
 # --------------------------------------------------------------------------- proof
@@ -128,9 +143,9 @@ def _legacy(folder: Path) -> Proof | None:
     config = _read_json(folder / "config.json")
     if isinstance(config, dict) and config.get("format") == "img2img.model":
         return Proof("model", MODEL_ENTRIES, [])
-    match = re.fullmatch(r"step-(\d+)", folder.name)
-    state = _read_json(folder / "trainer_state.json") if match else None
-    if isinstance(state, dict) and state.get("step") == int(match[1]) and _legacy(folder / "model") == (
+    step = checkpoint_step(folder.name)
+    state = _read_json(folder / "trainer_state.json") if step is not None else None
+    if isinstance(state, dict) and state.get("step") == step and _legacy(folder / "model") == (
             "model", MODEL_ENTRIES, []):
         return Proof("checkpoint", [], LEGACY_CHECKPOINT_PATTERNS)
     if (folder / "config.yaml").is_file() and _is_run_config(folder):

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from img2img.config import TrainConfig
-from img2img.ema import EMA
-from img2img.pool import ImagePool
-from img2img.sampling import ShardedSeededSampler
-from img2img.schedules import build_scheduler, cosine_restarts, linear_decay, multistep
+from img2img.engine.ema import EMA
+from img2img.engine.pool import ImagePool
+from img2img.engine.sampling import ShardedSeededSampler
+from img2img.engine.schedules import build_scheduler, cosine_restarts, linear_decay, multistep
 
 
 def epoch_items(sampler, epoch, start=0):

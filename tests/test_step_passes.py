@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from img2img.config import load_config
-from img2img.trainer import Trainer
+from img2img.engine import Trainer
 from tests.tiny import tiny_overrides
 
 
@@ -44,7 +44,7 @@ class PassCounter:
         self.forward: Counter = Counter()
         self.backward: Counter = Counter()
         self.events: list[str] = []
-        nets = {**trainer.G, **trainer.D}
+        nets = {**trainer.nets.G, **trainer.nets.D}
         if trainer.task.perceptual is not None:
             nets["VGG"] = trainer.task.perceptual.vgg
         for name, net in nets.items():
@@ -57,7 +57,7 @@ class PassCounter:
             return plain_backward(loss, **kwargs)
 
         acc.backward = backward
-        for side, opt in (("G", trainer.opt_G), ("D", trainer.opt_D)):
+        for side, opt in (("G", trainer.optim.G), ("D", trainer.optim.D)):
             if opt is not None:
                 opt.register_step_pre_hook(lambda *_, side=side: self.events.append(f"step {side}"))
 
@@ -73,7 +73,7 @@ class PassCounter:
 def one_step(task, data, out, *extra):
     trainer = Trainer(load_config(None, tiny_overrides(task, data, out, *extra)))
     counter = PassCounter(trainer)
-    trainer._train_step(trainer._batches())
+    trainer.train_step(trainer.batches())
     return trainer, counter
 
 
@@ -132,11 +132,11 @@ def test_skipped_nonfinite_step_changes_no_weights(task_data, tmp_path):
     every weight and optimizer state as it was, and no gradient behind."""
     trainer = Trainer(load_config(None, tiny_overrides(
         "pix2pix", task_data["pix2pix"], tmp_path / "run", "train.skip_nonfinite=true")))
-    batches = trainer._batches()
-    trainer._train_step(batches)  # one good step, so the optimizers hold state
-    before = {n: {k: v.clone() for k, v in net.state_dict().items()} for n, net in {**trainer.G, **trainer.D}.items()}
-    opt_before = [len(trainer.opt_G.state), len(trainer.opt_D.state)]
-    steps_before = [int(s["step"]) for s in trainer.opt_D.state.values()]
+    batches = trainer.batches()
+    trainer.train_step(batches)  # one good step, so the optimizers hold state
+    before = {n: {k: v.clone() for k, v in net.state_dict().items()} for n, net in {**trainer.nets.G, **trainer.nets.D}.items()}
+    opt_before = [len(trainer.optim.G.state), len(trainer.optim.D.state)]
+    steps_before = [int(s["step"]) for s in trainer.optim.D.state.values()]
 
     discriminator_loss = trainer.task.discriminator_loss
 
@@ -146,14 +146,14 @@ def test_skipped_nonfinite_step_changes_no_weights(task_data, tmp_path):
         return terms
 
     trainer.task.discriminator_loss = poisoned
-    trainer._train_step(batches)
+    trainer.train_step(batches)
     assert trainer.nonfinite_skipped == 1
-    for name, net in {**trainer.G, **trainer.D}.items():
+    for name, net in {**trainer.nets.G, **trainer.nets.D}.items():
         for key, value in net.state_dict().items():
             if value.dtype.is_floating_point:  # BN running stats moved in the forward; weights did not
                 if "running" in key:
                     continue
                 assert torch.equal(value, before[name][key]), f"{name}.{key} changed"
         assert all(p.grad is None for p in net.parameters()), name
-    assert [len(trainer.opt_G.state), len(trainer.opt_D.state)] == opt_before
-    assert [int(s["step"]) for s in trainer.opt_D.state.values()] == steps_before
+    assert [len(trainer.optim.G.state), len(trainer.optim.D.state)] == opt_before
+    assert [int(s["step"]) for s in trainer.optim.D.state.values()] == steps_before

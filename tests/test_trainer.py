@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 
 from img2img import ownership
 from img2img.config import load_config, save_config
+from img2img.engine import Trainer, list_checkpoints
 from img2img.errors import ConfigError, DataError, NonFiniteLossError, UserError
 from img2img.model_io import load_model
-from img2img.trainer import Trainer, list_checkpoints
 from tests.tiny import make_task_data, save_undecodable_jpeg, tiny_overrides
 
 TASKS = ["pix2pix", "colorization", "cyclegan", "srgan"]
@@ -36,7 +36,7 @@ def make_trainer(task, data, out, *extra, resume=None):
 def test_each_task_trains_saves_and_exports(task, task_data, tmp_path):
     run = tmp_path / "run"
     trainer = make_trainer(task, task_data[task], run, "train.save_every=2", "log.images_every=2")
-    before = {n: {k: v.clone() for k, v in g.state_dict().items()} for n, g in trainer.G.items()}
+    before = {n: {k: v.clone() for k, v in g.state_dict().items()} for n, g in trainer.nets.G.items()}
     summary = trainer.fit()
 
     assert summary["step"] == 3
@@ -49,9 +49,9 @@ def test_each_task_trains_saves_and_exports(task, task_data, tmp_path):
     # Both sides really trained.
     g_terms = {k for r in rows for k in r if k.startswith("loss/G") or "cycle" in k}
     assert g_terms
-    if trainer.D:
+    if trainer.nets.D:
         assert any(k.startswith("loss/D") for r in rows for k in r)
-    for name, g in trainer.G.items():
+    for name, g in trainer.nets.G.items():
         changed = [not torch.equal(before[name][k], v) for k, v in g.state_dict().items() if v.dtype.is_floating_point]
         assert any(changed), f"{name} did not change"
 
@@ -60,10 +60,10 @@ def test_each_task_trains_saves_and_exports(task, task_data, tmp_path):
     assert (run / "config.yaml").is_file()
     config, generators = load_model(run / "model")
     assert config.task == task
-    assert sorted(generators) == sorted(trainer.G)
+    assert sorted(generators) == sorted(trainer.nets.G)
     for name, g in generators.items():
         for key, value in g.state_dict().items():
-            assert torch.equal(value, trainer.G[name].state_dict()[key].cpu()), key
+            assert torch.equal(value, trainer.nets.G[name].state_dict()[key].cpu()), key
 
 
 def test_validation_metrics_and_best_model(task_data, tmp_path):
@@ -203,7 +203,7 @@ def test_resume_with_another_learning_rate_uses_it(task_data, tmp_path, schedule
     factor = {"constant": [1, 1], "linear": [2 / 3, 1 / 3], "plateau": [1, 1]}[scheduler]
     assert [lr_g[3], lr_g[4]] == pytest.approx([1e-5 * f for f in factor], rel=1e-6)
     assert [lr_d[3], lr_d[4]] == pytest.approx([3e-5 * f for f in factor], rel=1e-6)
-    assert trainer.opt_G.param_groups[0]["betas"] == (0.6, 0.9)
+    assert trainer.optim.G.param_groups[0]["betas"] == (0.6, 0.9)
 
 
 def test_a_fresh_run_does_not_append_to_a_killed_runs_log(task_data, tmp_path):
@@ -247,7 +247,7 @@ def test_resume_auto_without_checkpoint_still_applies_init_from(task_data, tmp_p
     stage2 = make_trainer("srgan", task_data["srgan"], tmp_path / "gan", f"model.init_from={stage1}", resume="auto")
     _, g1 = load_model(stage1)
     for key, value in g1["G"].state_dict().items():
-        assert torch.equal(value, stage2.G["G"].state_dict()[key].cpu())
+        assert torch.equal(value, stage2.nets.G["G"].state_dict()[key].cpu())
     with pytest.raises(UserError) as err:  # another network: what differs is named
         make_trainer("srgan", task_data["srgan"], tmp_path / "gan2", f"model.init_from={stage1}",
                      "model.generator.ngf=4")
@@ -354,9 +354,9 @@ def test_a_signal_during_the_final_evaluation_still_saves_everything(task_data, 
     run = tmp_path / "run"
 
     class SignalledLate(Trainer):
-        def _evaluate(self):
+        def evaluate(self):
             os.kill(os.getpid(), signal.SIGTERM)  # a real signal, delivered to this process
-            return super()._evaluate()
+            return super().evaluate()
 
     cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=2"))
     summary = SignalledLate(cfg).fit()
@@ -418,7 +418,7 @@ def test_plateau_scheduler_reads_the_metric(task_data, tmp_path):
     trainer.fit()
     lrs = [r["lr/G"] for r in read_metrics(run) if "lr/G" in r]
     assert lrs == pytest.approx([1e-3, 1e-3, 0.5e-3, 0.25e-3], rel=1e-9)
-    assert trainer.opt_G.param_groups[0]["lr"] == pytest.approx(0.125e-3, rel=1e-9)
+    assert trainer.optim.G.param_groups[0]["lr"] == pytest.approx(0.125e-3, rel=1e-9)
 
 
 def test_bf16_channels_last_and_accumulation_run(task_data, tmp_path):
@@ -446,8 +446,8 @@ def test_srgan_gan_stage_starts_from_psnr_stage(task_data, tmp_path):
     )
     _, g1 = load_model(stage1)
     for key, value in g1["G"].state_dict().items():
-        assert torch.equal(value, stage2.G["G"].state_dict()[key].cpu())
-    assert "D" in stage2.D
+        assert torch.equal(value, stage2.nets.G["G"].state_dict()[key].cpu())
+    assert "D" in stage2.nets.D
     stage2.fit()
     rows = [r for r in read_metrics(tmp_path / "gan") if "loss/G_perceptual" in r]
     assert rows and all(r["loss/G_perceptual"] > 0 for r in rows)
@@ -480,21 +480,21 @@ DRIVER = r"""
 import json, os, sys
 import torch
 from img2img.config import load_config
-from img2img.trainer import Trainer
+from img2img.engine import Trainer
 cfg = load_config(sys.argv[1])
 trainer = Trainer(cfg)
 seen = []
-dataset_cls = type(trainer.train_set)
+dataset_cls = type(trainer.data.train_set)
 original = dataset_cls.__getitem__
 def recording(self, key):
-    if self is trainer.train_set:
+    if self is trainer.data.train_set:
         seen.append(key[0] if isinstance(key, tuple) else key)
     return original(self, key)
 dataset_cls.__getitem__ = recording
 trainer.fit()
 rank = trainer.rank
 out = os.path.join(cfg.output_dir, f"rank{rank}")
-torch.save({k: v.cpu() for k, v in trainer.G["G"].state_dict().items()}, out + ".pt")
+torch.save({k: v.cpu() for k, v in trainer.nets.G["G"].state_dict().items()}, out + ".pt")
 with open(out + ".json", "w") as f:
     json.dump({"seen": seen, "world": trainer.world_size}, f)
 """

@@ -11,18 +11,23 @@ import copy
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 class EMA:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        # torch's own EMA rule (one foreach lerp over all parameters, as torch.optim's
+        # AveragedModel uses it)
+        self._lerp = get_ema_multi_avg_fn(decay)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         ema_params = [p for p in self.model.parameters() if p.dtype.is_floating_point]
         params = [p.detach() for p in model.parameters() if p.dtype.is_floating_point]
-        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        if ema_params:
+            self._lerp(ema_params, params, None)
         for ema_buf, buf in zip(self.model.buffers(), model.buffers()):
             ema_buf.copy_(buf)
 
