@@ -39,7 +39,6 @@ other than the traced one.
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,18 +49,20 @@ from torch import nn
 
 from img2img import model_io
 from img2img.errors import UserError
+from img2img.files import atomic_write, first_line
 from img2img.nets.contract import size_contract
 from img2img.outputs import make_folder, writable_parent
 
 TOLERANCE = 1e-4
 ONNX_INPUT, ONNX_OUTPUT = "input", "output"
 
+
 def check_shapes(net: nn.Module) -> list[tuple[int, int, int, int]]:
     """Two input shapes (N, C, H, W) that differ in batch, height and width, valid for
     ``net``: multiples of its ``size_multiple``, at least 32 px and its minimum size."""
     contract = size_contract(net)
     m, cin = contract.multiple, contract.in_channels
-    base = max(m * math.ceil(32 / m), contract.min_size)
+    base = contract.padded(32)
     return [(2, cin, base, base + m), (1, cin, base + m, base)]
 
 
@@ -103,12 +104,7 @@ def _exporter_errors(opset: int):
     try:
         yield
     except (RuntimeError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"ONNX export at opset {opset} failed: {first} (--opset picks another)") from None
-
-
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
+        raise UserError(f"ONNX export at opset {opset} failed: {first_line(err)} (--opset picks another)") from None
 
 
 def export_onnx(
@@ -131,12 +127,11 @@ def export_onnx(
         raise UserError("ONNX export needs onnx: pip install 'img2img[export]'") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
     net = net.cpu().eval()
     shapes = check_shapes(net)
     example = _random_input(shapes[0], seed=0)
     dynamic = {0: "batch", 2: "height", 3: "width"}
-    try:
+    with atomic_write(path) as tmp:
         with _quiet_exporters(), torch.no_grad(), _exporter_errors(opset):
             torch.onnx.export(
                 net,
@@ -157,10 +152,6 @@ def export_onnx(
             entry.key, entry.value = key, value
         onnx.save(model, str(tmp))
         diffs = check_onnx(net, tmp, shapes) if check else []
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return diffs
 
 
@@ -203,10 +194,9 @@ def export_torchscript(net: nn.Module, path: str | Path, *, check: bool = True) 
     compare with PyTorch at an input shape other than the traced one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
     net = net.cpu().eval()
     shapes = check_shapes(net)
-    try:
+    with atomic_write(path) as tmp:
         with _quiet_exporters(), torch.no_grad():
             traced = torch.jit.trace(net, _random_input(shapes[0], seed=0), check_trace=False)
             torch.jit.save(traced, str(tmp))
@@ -219,10 +209,6 @@ def export_torchscript(net: nn.Module, path: str | Path, *, check: bool = True) 
                 with torch.inference_mode():
                     expected, got = net(x).numpy(), loaded(x).numpy()
                 diffs.append(_compare(expected, got, shape, "TorchScript"))
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return diffs
 
 
@@ -239,7 +225,7 @@ def _shapes_text(shapes: list[tuple[int, ...]], diffs: list[float]) -> str:
 
 def cli_export(args: Any) -> int:
     """``img2img export MODEL --format onnx|safetensors|torchscript --out PATH``."""
-    from img2img.inference import find_model
+    from img2img.inference.loading import find_model
     from img2img.tasks import build_task
 
     if not args.out.strip():
@@ -270,10 +256,10 @@ def cli_export(args: Any) -> int:
         if args.format == "onnx":
             path = writable_parent(_file_target(args.out, f"{stem}.onnx"))
             diffs = export_onnx(net, path, opset=args.opset, metadata=_metadata(task, name, net))
-            m = size_contract(net).multiple
             print(
                 f"wrote {path} (opset {args.opset}; {range_text}; dynamic batch, height and "
-                f"width; height and width must be multiples of {m}, padding is the caller's)"
+                f"width; height and width must be multiples of {size_contract(net).multiple}, "
+                "padding is the caller's)"
             )
             print(f"ONNX Runtime check: max |onnx - torch| = {_shapes_text(shapes, diffs)}")
             return 0

@@ -461,6 +461,64 @@ def test_predict_16_bit_in_16_bit_out(models, tmp_path, capsys):
     assert np.abs(out - expected).max() <= 1.0 / 65535
 
 
+def test_predict_checks_the_model_first_and_leaves_no_empty_folder(models, tmp_path, capsys, monkeypatch):
+    import img2img.data.io
+
+    src = tmp_path / "in"
+    _write_png(src / "a.png", np.zeros((8, 8, 3), np.uint8))
+    _write_png(src / "b.png", np.zeros((8, 8, 3), np.uint8))
+    model = str(models["unet"])
+    out = tmp_path / "new" / "out"
+    # a mistyped or damaged model: nothing is created
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (damaged / name).write_bytes((models["unet"] / name).read_bytes()[:100])
+    for bad in (str(tmp_path / "no_such_model"), str(damaged)):
+        for given, target in ((src, out), (src / "a.png", out), (src / "a.png", out / "r.png")):
+            assert main(["predict", bad, str(given), "--out", str(target)]) == 2
+            err = capsys.readouterr().err
+            assert "img2img: error:" in err and "Traceback" not in err
+            assert not (tmp_path / "new").exists(), (bad, given, target)
+    # every input fails: the folders made for the outputs go again
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    assert main(["predict", model, str(broken), "--out", str(out)]) == 1
+    assert "1 of 1 inputs failed" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    # a write that fails: the same, also for one output file in a new folder
+    real_write = img2img.data.io.write_image
+    calls = []
+
+    def no_space(path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    def fail_second(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            no_space(path)
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(img2img.data.io, "write_image", no_space)
+    assert main(["predict", model, str(src / "a.png"), "--out", str(out / "sub" / "r.png")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert main(["predict", model, str(src), "--out", str(out)]) == 2
+    assert "0 of 2 images were written before it" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    # once something is written, the folder and its manifest stay
+    monkeypatch.setattr(img2img.data.io, "write_image", fail_second)
+    assert main(["predict", model, str(src), "--out", str(out)]) == 2
+    assert "1 of 2 images were written before it" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [".img2img.json", "a.png"]
+    # a folder that was there before is never removed, even when nothing is written
+    (tmp_path / "mine").mkdir()
+    assert main(["predict", str(tmp_path / "no_such_model"), str(src), "--out", str(tmp_path / "mine")]) == 2
+    assert main(["predict", model, str(broken), "--out", str(tmp_path / "mine")]) == 1
+    capsys.readouterr()
+    assert (tmp_path / "mine").is_dir()
+
+
 # --------------------------------------------------------------------------- colorization
 
 

@@ -1,0 +1,233 @@
+"""The :class:`Translator`: a loaded generator that translates images of any size, tiled and
+batched, and :func:`load`, which builds one from a model on disk or on the Hub.
+
+What a call does, for every task:
+
+1. Each input becomes RGB in [0, 1] (grayscale is repeated to three channels, alpha is
+   composited on white; see :mod:`~img2img.inference.adapters`), then [-1, 1], the
+   network's range.
+2. **Any size.** The network's size contract (:mod:`img2img.nets.contract`) says which
+   sizes it takes; the input is padded to fit, by reflection (replication where
+   reflection is impossible), and the output is cropped back, so its size is the input
+   size (times ``scale`` for super-resolution) for every size from 1x1 up.
+3. **Tiles** (``tile > 0``): see :mod:`~img2img.inference.tiling`. Windows of one size go
+   through the network ``batch_size`` at a time; outputs are blended in a band one tile
+   row high and written into the preallocated output (in the caller's dtype).
+4. **Batches**: images of the same size (untiled) go through the network together,
+   ``batch_size`` at a time; other sizes are grouped by size.
+5. The task says how an RGB image becomes the network's input and its output RGB again
+   (:meth:`~img2img.tasks.base.Task.to_network`, ``from_network``; with
+   ``output_uses_input`` the input's own pixels take part, as colorization recombines the
+   input's lightness with the predicted colour). Everything is clamped to [0, 1] and
+   returned in the input's kind.
+
+Networks run in eval mode (dropout off, BatchNorm with its running statistics) under
+``torch.inference_mode()``. ``train_mode_norm=True`` instead reproduces what the pix2pix
+paper did at test time: BatchNorm normalises with the statistics of the batch being
+translated (here: of each padded image or tile, and of the whole batch when several go
+together) and dropout stays on, so outputs are random unless you seed torch. It works on
+a private copy of the network whose BatchNorm layers keep no running statistics, so the
+loaded weights (and ``save_pretrained``) are never changed by it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from img2img import model_io
+from img2img.inference.adapters import Sink, Source, prepare_io
+from img2img.inference.loading import read_model, resolve_device
+from img2img.inference.tiling import Canvas, Job, check_tiling, job_shape, jobs, plan_tiles
+from img2img.log import get_logger
+from img2img.nets.contract import forward_padded, size_contract
+
+log = get_logger(__name__)
+
+
+def load(
+    path: str | Path,
+    device: str | torch.device = "auto",
+    direction: str = "AtoB",
+    **options: Any,
+) -> Translator:
+    """A :class:`Translator` for the model at ``path`` (see
+    :func:`~img2img.inference.loading.find_model`): a local run, model or checkpoint
+    directory, or ``hf://owner/name[@revision]`` on the Hub.
+
+    ``options`` are the Translator's: ``tile``, ``tile_overlap``, ``batch_size``,
+    ``train_mode_norm``. Only safetensors weights are read; nothing is unpickled.
+    """
+    config, generators, dev = read_model(path, device)
+    return Translator(config, generators, device=dev, direction=direction, **options)
+
+
+def _train_mode_copy(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` in train mode whose BatchNorm layers use batch statistics and keep
+    none (so nothing is updated), and whose dropout is on."""
+    net = copy.deepcopy(net)
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.track_running_stats = False
+            module.running_mean = None
+            module.running_var = None
+            module.num_batches_tracked = None
+    return net.train()
+
+
+class Translator:
+    """A loaded generator that translates images of any size (see the module docstring).
+
+    Build it with :func:`load` or :meth:`from_pretrained`; call it on images.
+
+    - ``device``: ``auto`` (cuda when available, else cpu), ``cpu``, ``cuda``, ``cuda:1``.
+    - ``direction``: which generator translates, for tasks with one per direction
+      (``AtoB`` or ``BtoA``; the task maps it to a generator).
+    - ``tile``: tile side in input pixels (0: the whole image at once); rounded up to a
+      multiple of the network's ``size_multiple`` (and at least its ``min_size``).
+    - ``tile_overlap``: least overlap between neighbouring tiles, in input pixels;
+      smaller than ``tile``. 16 or more for SR, more for U-Nets (they see a tile alone).
+    - ``batch_size``: tiles, or same-size images, per network call.
+    - ``train_mode_norm``: False (default): eval mode, dropout off, BatchNorm with its
+      running statistics. True: the pix2pix paper's test-time behaviour, BatchNorm with
+      the statistics of the batch being translated and dropout on (random outputs unless
+      torch is seeded); runs on a copy, the loaded weights never change.
+
+    The three size options are defaults that each call can override.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        generators: dict[str, nn.Module],
+        *,
+        device: str | torch.device = "auto",
+        direction: str = "AtoB",
+        tile: int = 0,
+        tile_overlap: int = 32,
+        batch_size: int = 1,
+        train_mode_norm: bool = False,
+    ) -> None:
+        check_tiling(tile, tile_overlap, batch_size)
+        from img2img.tasks import build_task
+
+        self.config = config
+        self.task = build_task(config)
+        self.device = resolve_device(device)
+        self.generators = generators
+        for net in generators.values():
+            net.to(self.device).eval()
+        self.direction = direction
+        self.net = generators[self.task.generator_for(direction)]
+        self.task.check_translatable(self.net)
+        self.tile, self.tile_overlap, self.batch_size = tile, tile_overlap, batch_size
+        self.train_mode_norm = train_mode_norm
+        self._runner = _train_mode_copy(self.net) if train_mode_norm else self.net
+        self.contract = size_contract(self._runner, self.device)
+        self.scale, self.size_multiple = self.contract.scale, self.contract.multiple
+        self.in_channels, self.out_channels = self.contract.in_channels, self.contract.out_channels
+
+    @property
+    def min_size(self) -> int:
+        """The smallest input side the network accepts (a multiple of ``size_multiple``;
+        see :mod:`img2img.nets.contract`). A ResNet generator, for one, reflection-pads
+        inside its residual blocks at 1/4 of the input size, so it needs 8 px where its
+        ``size_multiple`` is 4."""
+        return self.contract.min_size
+
+    def __repr__(self) -> str:
+        return (
+            f"Translator(task={self.task.name!r}, direction={self.direction!r}, "
+            f"device={str(self.device)!r}, scale={self.scale}, "
+            f"size_multiple={self.size_multiple}, tile={self.tile})"
+        )
+
+    # ---------------------------------------------------------------- save / load
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Translator:
+        """Same as :func:`load`."""
+        return load(path, **kwargs)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write an exported model directory (all generators; see :mod:`img2img.model_io`).
+        An existing model directory there is replaced; any other existing path is refused."""
+        return model_io.save_model(directory, self.config, self.generators)
+
+    # ---------------------------------------------------------------- translate
+    def __call__(
+        self,
+        images: Any,
+        *,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        batch_size: int | None = None,
+    ) -> Any:
+        """Translate one image or a batch; keyword arguments override the defaults for
+        this call. Returns the same kind of object it was given."""
+        tile = self.tile if tile is None else tile
+        tile_overlap = self.tile_overlap if tile_overlap is None else tile_overlap
+        batch_size = self.batch_size if batch_size is None else batch_size
+        check_tiling(tile, tile_overlap, batch_size)
+        sources, sinks, pack = prepare_io(images, self.scale)
+        self.run(sources, sinks, tile, tile_overlap, batch_size)
+        return pack()
+
+    def run(
+        self,
+        sources: Sequence[Source],
+        sinks: Sequence[Sink],
+        tile: int,
+        tile_overlap: int,
+        batch_size: int,
+    ) -> None:
+        """Translate each source into the sink of the same index (the core of ``__call__``)."""
+        eff_tile = 0
+        if tile:
+            eff_tile = self.contract.padded(tile)
+            if eff_tile != tile:
+                log.debug("tile %d rounded up to %d (a multiple of %d)", tile, eff_tile, self.size_multiple)
+        order = sorted(range(len(sources)), key=lambda i: (sources[i].height, sources[i].width))
+        canvases = [
+            Canvas(sources[i], sinks[i], plan_tiles(sources[i].height, sources[i].width,
+                                                     eff_tile, tile_overlap, self.scale),
+                   self.out_channels, self._finish)
+            for i in order
+        ]
+        with torch.inference_mode():
+            batch: list[Job] = []
+            for job in jobs(canvases):
+                if batch and (len(batch) == batch_size or job_shape(job) != job_shape(batch[0])):
+                    self._run_batch(batch)
+                    batch = []
+                batch.append(job)
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[Job]) -> None:
+        tiles = []
+        for canvas, row, col in batch:
+            y0, x0 = canvas.plan.ys[row], canvas.plan.xs[col]
+            tiles.append(canvas.source.crop(y0, y0 + canvas.plan.th, x0, x0 + canvas.plan.tw,
+                                            self.device))
+        out = self.forward(torch.stack(tiles))
+        for (canvas, row, col), tile_out in zip(batch, out):
+            canvas.add(row, col, tile_out)
+
+    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
+        """Network output (its own channels and range) for an N3HW batch in [0, 1] of any
+        size: the task's input transform, pad to the multiple, run, crop."""
+        return forward_padded(self._runner, self.task.to_network(rgb01 * 2 - 1), self.min_size)
+
+    def _finish(self, out: torch.Tensor, source: Source, y0: int, y1: int) -> torch.Tensor:
+        """Blended network output for output rows ``y0:y1`` -> RGB in [0, 1] (3 x rows x W)."""
+        x = None
+        if self.task.output_uses_input:
+            rgb = source.crop(y0, y1, 0, source.width, out.device).unsqueeze(0) * 2 - 1
+            x = self.task.to_network(rgb)
+        rgb = self.task.from_network(out.unsqueeze(0), x)[0]
+        return rgb.clamp(-1, 1).add(1).mul_(0.5)
