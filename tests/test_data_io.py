@@ -14,7 +14,8 @@ import tifffile
 from PIL import Image, ImageOps
 
 from img2img.data import check_files, read_image, scan_images, write_image
-from img2img.data.io import apply_orientation, inspect_image
+from img2img.data.decode import apply_orientation
+from img2img.data.integrity import inspect_image
 from img2img.errors import DataError
 
 
@@ -239,6 +240,8 @@ def test_refuses_zero_byte_not_image_truncated_missing(tmp_path):
     (tmp_path / "notes.jpg").write_text("this is not an image")
     assert "not an image" in _message(tmp_path / "notes.jpg")
     assert "not found" in _message(tmp_path / "missing.png")
+    (tmp_path / "folder.png").mkdir()  # a folder named like an image: one message, no traceback
+    assert _message(tmp_path / "folder.png").endswith("folder.png: is a folder, not an image file")
 
     noise = np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)
     Image.fromarray(noise).save(tmp_path / "full.png")

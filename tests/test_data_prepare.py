@@ -3,6 +3,7 @@ a local HTTP server that the tests make."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -19,15 +20,10 @@ from PIL import Image
 from img2img.cli import main
 from img2img.config import load_config
 from img2img.data import imresize, read_image
-from img2img.data.prepare import (
-    REGISTRY,
-    Archive,
-    DatasetSpec,
-    download,
-    find_spec,
-    prepare,
-    safe_member_path,
-)
+from img2img.data.archives import Archive, safe_member_path
+from img2img.data.catalog import REGISTRY, DatasetSpec, find_spec
+from img2img.data.download import download
+from img2img.data.prepare import prepare
 from img2img.errors import DataError
 from tests.tiny import build_dataset
 
@@ -324,6 +320,44 @@ def test_download_resumes_a_part_file(tmp_path, honour_range):
         download(f"{server.url}/file.zip", dest, expected_size=len(payload), progress=False)
     assert dest.read_bytes() == payload and not (tmp_path / "dl" / "file.zip.part").exists()
     assert server.requests[0]["range"] == "bytes=123456-"
+
+
+def test_download_touches_only_its_own_part_file(tmp_path):
+    """A .part that is a link or a folder is refused (never followed, written or deleted);
+    a .part another download holds is left alone; a download that received nothing leaves
+    no .part behind."""
+    payload = b"p" * 5000
+    dest = tmp_path / "dl" / "file.zip"
+    dest.parent.mkdir()
+    part = dest.parent / "file.zip.part"
+    precious = tmp_path / "precious.bin"
+    precious.write_bytes(b"keep me")
+    part.symlink_to(precious)
+    with _Server(payload) as server:
+        with pytest.raises(DataError, match=r"file\.zip\.part: cannot write the partial download"):
+            download(f"{server.url}/file.zip", dest, expected_size=len(payload), progress=False)
+        part.unlink()
+        part.mkdir()
+        with pytest.raises(DataError, match=r"file\.zip\.part: cannot write the partial download"):
+            download(f"{server.url}/file.zip", dest, expected_size=len(payload), progress=False)
+        assert not server.requests
+    assert precious.read_bytes() == b"keep me" and part.is_dir() and not dest.exists()
+    part.rmdir()
+    part.write_bytes(payload[:100])
+    with open(part, "rb") as held, _Server(payload) as server:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DataError, match=f"another process is downloading {dest} "):
+            download(f"{server.url}/file.zip", dest, expected_size=len(payload), progress=False)
+        assert not server.requests
+    assert part.read_bytes() == payload[:100] and not dest.exists()
+    with _Server(b"x") as server:
+        with pytest.raises(DataError, match="HTTP 404"):
+            download(f"{server.url}/missing", tmp_path / "m.zip", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dl", "precious.bin"]
+    with _Server(payload) as server:  # the held .part, once released, is resumed
+        download(f"{server.url}/file.zip", dest, expected_size=len(payload), progress=False)
+    assert dest.read_bytes() == payload and not part.exists()
+    assert server.requests[0]["range"] == "bytes=100-"
 
 
 def test_download_errors_are_data_errors(tmp_path):

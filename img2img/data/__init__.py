@@ -1,6 +1,12 @@
-"""Data: robust image reading, split discovery, datasets, MATLAB-compatible imresize,
-sample data and standard data sets. Nothing here knows the methods: a task picks its
-layout and dataset.
+"""Data: everything between image files on disk and the tensors a task trains on. It
+owns reading image files safely (the header and its limits in ``header``, the decoding
+paths in ``decode``, Pillow's deep modes in ``modes``, one reader, one writer and the
+folder scan in ``io``, the integrity check of a data set's files in ``integrity``), split
+discovery (``splits``), the datasets (``datasets``, SR data in ``sr``), transforms and
+augmentation, colour spaces, MATLAB-compatible imresize, the bundled sample data
+(``sample``) and the standard data sets (the ``prepare`` command, with the ``catalog`` of
+known sets, ``download`` and the verification and safe extraction of ``archives``).
+Nothing here knows the methods or the engine: a task picks its layout and dataset.
 
 Names are imported lazily (PEP 562), so ``img2img.data.sample`` and
 ``img2img.data.prepare`` do not pull in torch through this package.
@@ -27,10 +33,10 @@ _EXPORTS = {
     "load_image": "img2img.data.io",
     "write_image": "img2img.data.io",
     "scan_images": "img2img.data.io",
-    "check_files": "img2img.data.io",
+    "check_files": "img2img.data.integrity",
     "ImageInfo": "img2img.data.io",
     "IMAGE_EXTENSIONS": "img2img.data.io",
-    "DEFAULT_MAX_PIXELS": "img2img.data.io",
+    "DEFAULT_MAX_PIXELS": "img2img.data.header",
     "imresize": "img2img.data.matlab_imresize",
     "PairedDataset": "img2img.data.datasets",
     "UnpairedDataset": "img2img.data.datasets",

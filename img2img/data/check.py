@@ -2,9 +2,9 @@
 
 Every file of the train split (and of the val split when it exists) is fully decoded, so
 truncated and corrupt files are found (the check made when a dataset is built is faster
-and shallower, see :mod:`img2img.data.io`). Pairing problems are reported too: unmatched
-names and size mismatches of paired folders, LR files that do not match their HR, images
-smaller than the training crop. Which files a config reads is its task's business: the
+and shallower, see :mod:`img2img.data.integrity`). Pairing problems are reported too:
+unmatched names and size mismatches of paired folders, LR files that do not match their
+HR, images smaller than the training crop. Which files a config reads is its task's business: the
 caller passes the task's finder (``collect(split, full_decode)``).
 """
 

@@ -32,14 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from img2img.data.io import (
-    DEFAULT_MAX_PIXELS,
-    apply_on_error,
-    inspect_files,
-    load_image,
-    scan_images,
-    to_float01,
-)
+from img2img.data.header import DEFAULT_MAX_PIXELS
+from img2img.data.integrity import apply_on_error, inspect_files
+from img2img.data.io import load_image, scan_images, to_float01
 from img2img.data.transforms import (
     build_augment,
     prepare_geometry,
@@ -348,7 +343,7 @@ class SingleFolderDataset(ImageDataset):
     """Whole images of a folder (recursive), a single file, or a list of files, as they
     are: ``{"A": 3xHxW in [-1, 1], "A_path": str}``. For prediction and evaluation.
 
-    Files are checked when the dataset is made (:func:`~img2img.data.io.check_files`):
+    Files are checked when the dataset is made (:func:`~img2img.data.integrity.check_files`):
     ``on_error="raise"`` lists every bad file in one DataError, ``"skip"`` drops them.
     """
 

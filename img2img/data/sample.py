@@ -175,6 +175,10 @@ def _crop(photo: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return photo[top : top + h, left : left + w]
 
 
+def _crop_as_is(crop: np.ndarray) -> np.ndarray:
+    return crop
+
+
 # --------------------------------------------------------------------------- renderings
 
 
@@ -232,6 +236,85 @@ def _licenses(used: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
+class _Crops:
+    """The sample data's images by relative path, in the order they are made, with the
+    photo and box each comes from and the count per folder."""
+
+    def __init__(self) -> None:
+        self.images: dict[str, np.ndarray] = {}  # written once all are made
+        self.sources: dict[str, dict[str, Any]] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, rel: str, image: np.ndarray, photo: str, box: tuple[int, int, int, int]) -> None:
+        self.images[rel] = image
+        self.sources[rel] = {"photo": photo, "box": list(box)}
+        folder = rel.rsplit("/", 1)[0]
+        self.counts[folder] = self.counts.get(folder, 0) + 1
+
+
+def _edges_and_photo(crop: np.ndarray) -> np.ndarray:
+    return np.concatenate([edges_image(crop), crop], 1)
+
+
+def _load_photos() -> list[tuple[dict[str, str], np.ndarray]]:
+    """The bundled photos that load, shrunk; a DataError when fewer than 3 do."""
+    photos: list[tuple[dict[str, str], np.ndarray]] = []
+    for meta in PHOTOS:
+        image = _load_photo(meta["name"])
+        if image is not None:
+            photos.append((meta, _shrink(image)))
+    if len(photos) < 3:
+        from img2img.errors import DataError
+
+        raise DataError(
+            "cannot build the sample data: fewer than 3 of scikit-image's bundled photos "
+            "could be loaded (is scikit-image installed completely?)"
+        )
+    return photos
+
+
+def _add_photo(crops: _Crops, number: int, name: str, photo: np.ndarray) -> None:
+    """Every crop of one photo, for the four subsets."""
+    val = _val_boxes(photo)
+    # photos: plain crops (the colorization demo); sr: HR crops (96 = a multiple of 2, 3
+    # and 4); paired: edges | photo
+    for subset, seed, render in (
+        ("photos", 1000, _crop_as_is),
+        ("sr", 2000, _crop_as_is),
+        ("paired", 3000, _edges_and_photo),
+    ):
+        for k, box in enumerate(_train_boxes(photo, TRAIN_PER_PHOTO, seed + number)):
+            crops.add(f"{subset}/train/{name}_{k:02d}.png", render(_crop(photo, box)), name, box)
+        for k, box in enumerate(val):
+            crops.add(f"{subset}/val/{name}_{k:02d}.png", render(_crop(photo, box)), name, box)
+    # unpaired: photos (A) and stylised other crops (B)
+    boxes_a = _train_boxes(photo, UNPAIRED_PER_PHOTO, 4000 + number)
+    boxes_b = _train_boxes(photo, UNPAIRED_PER_PHOTO, 5000 + number)
+    for k, box in enumerate(boxes_a):
+        crops.add(f"unpaired/trainA/{name}_{k:02d}.png", _crop(photo, box), name, box)
+    for k, box in enumerate(boxes_b):
+        crops.add(f"unpaired/trainB/{name}_{k:02d}.png", stylise(_crop(photo, box)), name, box)
+    if val:
+        crops.add(f"unpaired/valA/{name}_00.png", _crop(photo, val[0]), name, val[0])
+        crops.add(f"unpaired/valB/{name}_00.png", stylise(_crop(photo, val[-1])), name, val[-1])
+
+
+def _manifest(crops: _Crops, photos: list[tuple[dict[str, str], np.ndarray]]) -> dict[str, Any]:
+    sizes = {
+        folder: [CROP * 2, CROP] if folder.startswith("paired/") else [CROP, CROP]
+        for folder in crops.counts
+    }
+    return {
+        "format": FORMAT_VERSION,
+        "photos": [meta["name"] for meta, _ in photos],
+        "photo_size": {meta["name"]: list(photo.shape[:2]) for meta, photo in photos},
+        "val_strip_columns": CROP,
+        "gap": GAP,
+        "folders": {f: {"count": crops.counts[f], "size_wh": sizes[f]} for f in sorted(crops.counts)},
+        "crops": {k: crops.sources[k] for k in sorted(crops.sources)},
+    }
+
+
 def build_sample_data(out_dir: str | Path, force: bool = False) -> Path:
     """Build the sample data sets in ``out_dir`` (see the module docstring).
 
@@ -250,79 +333,15 @@ def build_sample_data(out_dir: str | Path, force: bool = False) -> Path:
     names = [*SUBSETS, *ownership.SAMPLE_DATA_FILES]
     ownership.clear_listed(out, "sample-data", names, "choose another folder, or remove it yourself")
     out.mkdir(parents=True, exist_ok=True)
-
-    photos: list[tuple[dict[str, str], np.ndarray]] = []
-    for meta in PHOTOS:
-        image = _load_photo(meta["name"])
-        if image is not None:
-            photos.append((meta, _shrink(image)))
-    if len(photos) < 3:
-        from img2img.errors import DataError
-
-        raise DataError(
-            "cannot build the sample data: fewer than 3 of scikit-image's bundled photos "
-            "could be loaded (is scikit-image installed completely?)"
-        )
-
-    crops: dict[str, dict[str, Any]] = {}
-    counts: dict[str, int] = {}
-    images: dict[str, np.ndarray] = {}  # written once all are made, after the manifest
-
-    def save(rel: str, image: np.ndarray, photo: str, box: tuple[int, int, int, int]) -> None:
-        images[rel] = image
-        crops[rel] = {"photo": photo, "box": list(box)}
-        folder = rel.rsplit("/", 1)[0]
-        counts[folder] = counts.get(folder, 0) + 1
-
+    photos = _load_photos()
+    crops = _Crops()
     for number, (meta, photo) in enumerate(photos):
-        name = meta["name"]
-        val = _val_boxes(photo)
-        # photos: plain crops (the colorization demo)
-        for k, box in enumerate(_train_boxes(photo, TRAIN_PER_PHOTO, 1000 + number)):
-            save(f"photos/train/{name}_{k:02d}.png", _crop(photo, box), name, box)
-        for k, box in enumerate(val):
-            save(f"photos/val/{name}_{k:02d}.png", _crop(photo, box), name, box)
-        # super-resolution: HR crops (96 = a multiple of 2, 3 and 4)
-        for k, box in enumerate(_train_boxes(photo, TRAIN_PER_PHOTO, 2000 + number)):
-            save(f"sr/train/{name}_{k:02d}.png", _crop(photo, box), name, box)
-        for k, box in enumerate(val):
-            save(f"sr/val/{name}_{k:02d}.png", _crop(photo, box), name, box)
-        # paired: edges | photo
-        for k, box in enumerate(_train_boxes(photo, TRAIN_PER_PHOTO, 3000 + number)):
-            b = _crop(photo, box)
-            save(f"paired/train/{name}_{k:02d}.png", np.concatenate([edges_image(b), b], 1), name, box)
-        for k, box in enumerate(val):
-            b = _crop(photo, box)
-            save(f"paired/val/{name}_{k:02d}.png", np.concatenate([edges_image(b), b], 1), name, box)
-        # unpaired: photos (A) and stylised other crops (B)
-        boxes_a = _train_boxes(photo, UNPAIRED_PER_PHOTO, 4000 + number)
-        boxes_b = _train_boxes(photo, UNPAIRED_PER_PHOTO, 5000 + number)
-        for k, box in enumerate(boxes_a):
-            save(f"unpaired/trainA/{name}_{k:02d}.png", _crop(photo, box), name, box)
-        for k, box in enumerate(boxes_b):
-            save(f"unpaired/trainB/{name}_{k:02d}.png", stylise(_crop(photo, box)), name, box)
-        if val:
-            save(f"unpaired/valA/{name}_00.png", _crop(photo, val[0]), name, val[0])
-            save(f"unpaired/valB/{name}_00.png", stylise(_crop(photo, val[-1])), name, val[-1])
-
-    ownership.mark(out, "sample-data", [*images, *ownership.SAMPLE_DATA_FILES])
-    for rel, image in images.items():
+        _add_photo(crops, number, meta["name"], photo)
+    ownership.mark(out, "sample-data", [*crops.images, *ownership.SAMPLE_DATA_FILES])
+    for rel, image in crops.images.items():
         write_image(out / rel, image)
-    used = [meta for meta, _ in photos]
-    (out / "LICENSES.md").write_text(_licenses(used), encoding="utf-8")
-    sizes = {
-        folder: [CROP * 2, CROP] if folder.startswith("paired/") else [CROP, CROP]
-        for folder in counts
-    }
-    manifest = {
-        "format": FORMAT_VERSION,
-        "photos": [meta["name"] for meta in used],
-        "photo_size": {meta["name"]: list(photo.shape[:2]) for meta, photo in photos},
-        "val_strip_columns": CROP,
-        "gap": GAP,
-        "folders": {f: {"count": counts[f], "size_wh": sizes[f]} for f in sorted(counts)},
-        "crops": {k: crops[k] for k in sorted(crops)},
-    }
+    (out / "LICENSES.md").write_text(_licenses([meta for meta, _ in photos]), encoding="utf-8")
+    manifest = _manifest(crops, photos)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     (out / ".complete").write_text("sample data complete\n", encoding="utf-8")
     return out

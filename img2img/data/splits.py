@@ -2,7 +2,7 @@
 built, for every data layout.
 
 A finder scans one split (``"train"`` or ``"val"``) under ``data.root``, checks every file
-(:func:`~img2img.data.io.inspect_files`: readable, within the pixel limit) and the layout
+(:func:`~img2img.data.integrity.inspect_files`: readable, within the pixel limit) and the layout
 (names matched, sizes paired, shapes preprocessing can take) and returns a
 :class:`SplitFiles`: the folders it read, the problems (file, reason) and the usable
 items. It decides nothing about the problems (``data.on_error`` does, in the task's
@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from img2img.config import short_repr
-from img2img.data.io import inspect_files, scan_images
+from img2img.data.integrity import inspect_files
+from img2img.data.io import scan_images
 from img2img.data.transforms import check_geometry
 from img2img.errors import ConfigError, DataError
 

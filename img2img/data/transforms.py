@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from img2img.data.io import DEFAULT_MAX_PIXELS
+from img2img.data.header import DEFAULT_MAX_PIXELS
 from img2img.errors import DataError
 
 # --------------------------------------------------------------------------- resizing
