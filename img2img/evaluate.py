@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from torch.utils.data import Dataset
 from img2img.config import METRICS
 from img2img.errors import UserError
 from img2img.log import get_logger
-from img2img.metrics import ImageMetrics
+from img2img.metrics import SSIM_WINDOW, FidKid, ImageMetrics
 
 log = get_logger(__name__)
 
@@ -54,8 +55,6 @@ class _PairedScores:
         self.too_small: list[str] = []
 
     def update(self, result: dict[str, torch.Tensor], name: str) -> None:
-        from img2img.metrics import SSIM_WINDOW
-
         h, w = result["target"].shape[-2:]
         if min(h, w) - 2 * self.crop_border < SSIM_WINDOW:
             self.too_small.append(f"{name} ({w}x{h})")
@@ -68,8 +67,6 @@ class _PairedScores:
 
     def result(self, gather: Gather) -> dict[str, Any]:
         """Means over every process's images (each process gets the same numbers)."""
-        from img2img.metrics import SSIM_WINDOW
-
         states = gather((self.model.state(), self.baseline.state(), self.too_small))
         small = [entry for s in states for entry in s[2]]
         if small:
@@ -96,15 +93,47 @@ class _PairedScores:
         return out
 
 
-def _fid_references(task, dataset, fid: dict, device, rank: int, world_size: int, progress: bool) -> int:
-    """Feed the task's reference images (each once, sharded) to both FID/KID metrics;
-    returns how many there are."""
-    count, image = task.eval_references(dataset)
-    for j in _progress(range(rank, count, world_size), progress, "eval references"):
-        real = ((image(j)[None].to(device) + 1) / 2).clamp_(0, 1)
-        fid["model"].update(real=real)
-        fid["baseline"].update(real=real)
-    return count
+class _DistributionScores:
+    """FID/KID of the model's outputs and of the baseline against the task's reference
+    images."""
+
+    def __init__(self, feature_net: torch.nn.Module) -> None:
+        self.model = FidKid(feature_net)
+        self.baseline = FidKid(feature_net)
+        self.references = 0
+
+    def update(self, result: dict[str, torch.Tensor]) -> None:
+        self.model.update(fake=result["fake"])
+        self.baseline.update(fake=result["baseline"])
+
+    def add_references(self, task, dataset, device, rank: int, world_size: int, progress: bool) -> None:
+        """Feed the task's reference images (each once, sharded) to both metrics."""
+        count, image = task.eval_references(dataset)
+        for j in _progress(range(rank, count, world_size), progress, "eval references"):
+            real = ((image(j)[None].to(device) + 1) / 2).clamp_(0, 1)
+            self.model.update(real=real)
+            self.baseline.update(real=real)
+        self.references = count
+
+    def result(self, out: dict[str, Any]) -> None:
+        """Add fid/kid/kid_std to ``out["model"]`` and ``out["baseline"]``; torchmetrics
+        gathers the statistics of every process inside ``compute()``."""
+        for which, metric in (("model", self.model), ("baseline", self.baseline)):
+            result = metric.compute()
+            out[which].update({k: result[k] for k in ("fid", "kid", "kid_std") if k in result})
+
+
+@contextmanager
+def _eval_mode(G: dict[str, torch.nn.Module]):
+    """The generators in eval mode inside the block, each back in its own mode after."""
+    was_training = {name: net.training for name, net in G.items()}
+    for net in G.values():
+        net.eval()
+    try:
+        yield
+    finally:
+        for name, net in G.items():
+            net.train(was_training[name])
 
 
 @torch.inference_mode()
@@ -133,38 +162,24 @@ def evaluate(
     count = task.eval_count(dataset)
     count = min(max_images, count) if max_images else count
     paired = _PairedScores(crop_border)
-    fid = None
+    distribution = None
     if feature_net is not None and task.eval_references(dataset) is not None:
-        from img2img.metrics import FidKid
-
-        fid = {"model": FidKid(feature_net), "baseline": FidKid(feature_net)}
-    was_training = {name: net.training for name, net in G.items()}
-    for net in G.values():
-        net.eval()
-    references = 0
-    try:
+        distribution = _DistributionScores(feature_net)
+    with _eval_mode(G):
         for i in _progress(range(rank, count, world_size), progress, "eval"):
             batch, name = task.eval_batch(dataset, i, device)
             result = task.evaluate_batch(G, batch)
             if "target" in result:
                 paired.update(result, name)
-            if fid is not None and "fake" in result:
-                fid["model"].update(fake=result["fake"])
-                fid["baseline"].update(fake=result["baseline"])
-        if fid is not None:
-            references = _fid_references(task, dataset, fid, device, rank, world_size, progress)
-    finally:
-        for name, net in G.items():
-            net.train(was_training[name])
-
+            if distribution is not None and "fake" in result:
+                distribution.update(result)
+        if distribution is not None:
+            distribution.add_references(task, dataset, device, rank, world_size, progress)
     out = paired.result(gather)
     out["images"] = count
-    if fid is not None:
-        # torchmetrics gathers the statistics of every process inside compute().
-        for which in ("model", "baseline"):
-            result = fid[which].compute()
-            out[which].update({k: result[k] for k in ("fid", "kid", "kid_std") if k in result})
-        out["images"] = {"A": count, "B": references}
+    if distribution is not None:
+        distribution.result(out)
+        out["images"] = {"A": count, "B": distribution.references}
     return out
 
 
@@ -174,6 +189,8 @@ METRIC_ORDER = (*METRICS, "kid_std")
 
 
 def format_table(result: dict, per_image: bool = False) -> str:
+    """The text table of ``img2img eval``: the means of the model and the baseline (and,
+    with ``per_image``, a row per image first)."""
     model, base = result["model"], result["baseline"]
     keys = [k for k in METRIC_ORDER if k in model]
     lines = []
@@ -229,7 +246,7 @@ def cli_eval(args) -> int:
         raise UserError(task.missing_eval_data(str(data_dir)))
     feature_net = None
     if not task.paired:
-        from img2img.fid import load_fid_inception
+        from img2img.metrics import load_fid_inception
 
         feature_net = load_fid_inception(args.fid_weights or config.eval.fid_weights, device=device)
     crop_border = args.crop_border if args.crop_border is not None else task.crop_border()

@@ -1,4 +1,4 @@
-"""Loss functions: GAN objectives, gradient penalties, pixel, perceptual, cycle, identity.
+"""Loss functions: GAN objectives, gradient penalties, pixel and perceptual losses.
 
 Every function returns an unweighted scalar; the task multiplies it by its weight from
 ``loss.*`` (``gan_weight``, ``pixel_weight``, ``gp_weight``, ``d_loss_scale`` ...).
@@ -16,7 +16,8 @@ wgangp     -r + f                                  -f
 hinge      relu(1 - r) + relu(1 + f)               -f
 =========  ======================================  ==============================
 
-The discriminator loss is the plain sum of its real and fake terms; the reference code
+The discriminator loss is the plain sum of its real and fake terms
+(:meth:`GANLoss.discriminator_terms` gives them apart, for logging); the reference code
 halves it, which the task does with ``loss.d_loss_scale`` (0.5). WGAN-GP also needs
 :func:`gradient_penalty` times ``loss.gp_weight``. A multi-scale discriminator's list of
 maps gives the average of the per-map losses.
@@ -30,11 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from img2img.config import GAN_MODES, PIXEL_LOSSES
 from img2img.errors import ConfigError
 from img2img.nets.perceptual import VGGFeatureExtractor
-
-GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
-PIXEL_LOSSES = ("l1", "mse", "charbonnier")
 
 Logits = torch.Tensor | Sequence[torch.Tensor]
 
@@ -97,11 +96,6 @@ class GANLoss:
         real = _average([self._real_term(x) for x in _as_list(real_logits)])
         fake = _average([self._fake_term(x) for x in _as_list(fake_logits)])
         return real, fake
-
-    def discriminator_loss(self, real_logits: Logits, fake_logits: Logits) -> torch.Tensor:
-        """D's loss: real term + fake term (not halved; see ``loss.d_loss_scale``)."""
-        real, fake = self.discriminator_terms(real_logits, fake_logits)
-        return real + fake
 
     def __repr__(self) -> str:
         return f"GANLoss({self.mode!r})"
@@ -181,16 +175,6 @@ def pixel_loss(name: str) -> nn.Module:
     if name == "charbonnier":
         return CharbonnierLoss()
     raise ConfigError(f"loss.pixel: invalid value {name!r}; allowed: {'|'.join(PIXEL_LOSSES)}")
-
-
-def cycle_loss(reconstructed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """CycleGAN's cycle-consistency loss: L1 between G_B(G_A(a)) and a."""
-    return F.l1_loss(reconstructed, original)
-
-
-def identity_loss(same: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    """CycleGAN's identity loss: L1 between G_A(b) and b."""
-    return F.l1_loss(same, original)
 
 
 # --------------------------------------------------------------------------- perceptual

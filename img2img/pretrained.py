@@ -14,7 +14,7 @@ would run code. img2img instead:
   tensors and plain containers only, never arbitrary objects.
 
 The callers: the perceptual loss's VGG19 (:mod:`img2img.nets.perceptual`) and the FID
-Inception (:mod:`img2img.fid`).
+Inception (:mod:`img2img.metrics.fid`).
 """
 
 from __future__ import annotations

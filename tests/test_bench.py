@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -45,13 +46,12 @@ def test_bench_train_smallest_case_writes_rows(tmp_path):
     assert "| pix2pix" in proc.stdout  # the markdown table
 
 
-def _bench_train():
+def _bench_train(module: str = "bench_train"):
     sys.path.insert(0, str(REPO / "tools"))
     try:
-        import bench_train
+        return importlib.import_module(module)
     finally:
         sys.path.remove(str(REPO / "tools"))
-    return bench_train
 
 
 def test_bench_train_cases_select_and_size(monkeypatch):
@@ -81,8 +81,9 @@ def test_bench_train_cases_select_and_size(monkeypatch):
     assert not any(c["budget_s"] for c in picked)
 
     # U-Nets shrink with the image; unet_256 itself needs 256 px.
-    assert bench_train.network_overrides("pix2pix", 256)[1] == "unet_256"
-    assert bench_train.network_overrides("pix2pix", 64) == (
+    bench_config = _bench_train("bench_train_config")
+    assert bench_config.network_overrides("pix2pix", 256)[1] == "unet_256"
+    assert bench_config.network_overrides("pix2pix", 64) == (
         ["model.generator.name=unet", "model.generator.num_downs=6"], "unet(6 downs)")
 
 
@@ -98,31 +99,32 @@ def test_engine_step_equals_the_classic_loop(tmp_path):
 
     import torch
 
-    from img2img.trainer import Trainer
+    from img2img.engine import Trainer
 
-    bench_train = _bench_train()
+    bench_config = _bench_train("bench_train_config")
+    bench_classic = _bench_train("bench_train_classic")
     for task in ("pix2pix", "cyclegan"):
-        root = bench_train.make_data(tmp_path / task / "data", task, 32)
-        config = bench_train.build_config(
+        root = bench_config.make_data(tmp_path / task / "data", task, 32)
+        config = bench_config.build_config(
             task, 1, 32, "fp32", "cpu", root, tmp_path / task / "run", "model.generator.dropout=false",
             *(["model.generator.name=resnet_6blocks", "model.generator.ngf=8", "model.discriminator.ndf=8"]
               if task == "cyclegan" else []))
         engine = Trainer(config)
         classic = Trainer(config)
-        for name, net in engine.G.items():
-            classic.G[name].load_state_dict(net.state_dict())
-        for name, net in engine.D.items():
-            classic.D[name].load_state_dict(net.state_dict())
-        before = {n: [p.detach().clone() for p in net.parameters()] for n, net in engine.G.items()}
-        source = engine._batches()
+        for name, net in engine.nets.G.items():
+            classic.nets.G[name].load_state_dict(net.state_dict())
+        for name, net in engine.nets.D.items():
+            classic.nets.D[name].load_state_dict(net.state_dict())
+        before = {n: [p.detach().clone() for p in net.parameters()] for n, net in engine.nets.G.items()}
+        source = engine.batches()
         raws = [next(source), next(source)]
-        classic_step = bench_train.classic_step(classic, task)
+        classic_step = bench_classic.classic_step(classic, task)
         for raw in raws:
-            engine._train_step(itertools.repeat(raw))
+            engine.train_step(itertools.repeat(raw))
             classic_step(classic.task.prepare(raw, classic.device))
         for kind in ("G", "D"):
-            for name, net in getattr(engine, kind).items():
-                theirs = getattr(classic, kind)[name].state_dict()
+            for name, net in getattr(engine.nets, kind).items():
+                theirs = getattr(classic.nets, kind)[name].state_dict()
                 state = net.state_dict() if kind == "G" else dict(net.named_parameters())
                 for key, value in state.items():
                     # A conv bias just before an instance norm gets a gradient of rounding
@@ -130,5 +132,5 @@ def test_engine_step_equals_the_classic_loop(tmp_path):
                     noise = task == "cyclegan" and key.endswith(".bias")
                     if value.is_floating_point() and not noise:
                         torch.testing.assert_close(value, theirs[key], rtol=1e-4, atol=1e-6, msg=f"{task} {name}.{key}")
-        for name, net in engine.G.items():  # the step did change the weights
+        for name, net in engine.nets.G.items():  # the step did change the weights
             assert any(not torch.equal(a, b) for a, b in zip(before[name], net.parameters())), name

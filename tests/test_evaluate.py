@@ -134,7 +134,7 @@ def test_unpaired_eval_needs_fid_weights(tmp_path):
 
 
 def test_unpaired_eval_scores_every_image_of_each_domain_once(tmp_path):
-    from img2img.fid import FIDInceptionV3
+    from img2img.metrics import FIDInceptionV3
 
     model_dir, *_ = make_model(
         tmp_path, "task=cyclegan", "model.generator.name=resnet", "model.generator.n_blocks=1",

@@ -17,10 +17,9 @@ from scipy import linalg
 from torch import nn
 from torch.nn import functional as F
 
-from img2img import fid
 from img2img.errors import UserError
-from img2img.fid import FID_WEIGHTS_URL, FIDInceptionV3, load_fid_inception
-from img2img.metrics import FidKid, fid_kid
+from img2img.metrics import FidKid, fid, fid_kid
+from img2img.metrics.fid import FID_WEIGHTS_URL, FIDInceptionV3, load_fid_inception
 
 
 @pytest.fixture(scope="module")

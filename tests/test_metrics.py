@@ -370,3 +370,14 @@ def test_image_metrics_merge_equals_single_process():
         ImageMetrics().compute()
     with pytest.raises(ValueError, match="names"):
         ImageMetrics().update(pred[:2], target[:2], names=["a"])
+
+
+def test_importing_the_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, img2img.metrics as m; assert 'torch' not in sys.modules, 'torch imported'; "
+        "assert {'psnr', 'ssim', 'ImageMetrics', 'FidKid', 'load_fid_inception'} <= set(m.__all__)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

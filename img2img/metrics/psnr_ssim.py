@@ -1,4 +1,4 @@
-"""Image quality metrics as papers report them: PSNR, SSIM, their Y-channel variants, FID, KID.
+"""PSNR and SSIM as papers report them, and their Y-channel variants (PSNR-Y, SSIM-Y).
 
 The convention (the super-resolution literature's, as in BasicSR's ``calculate_psnr`` and
 ``calculate_ssim`` and the MATLAB code before it):
@@ -9,7 +9,8 @@ The convention (the super-resolution literature's, as in BasicSR's ``calculate_p
    widened to float32), so a float prediction and its saved uint8 PNG score the same.
 3. With ``y_channel=True`` the levels become ITU-R BT.601 studio-range luma,
    ``Y = 16 + 65.481 R + 128.553 G + 24.966 B`` with R, G, B in [0, 1], i.e. Y in
-   [16, 235] on the 0..255 scale. Y is not rounded. A one-channel image is its own Y.
+   [16, 235] on the 0..255 scale (the weights are the project's one copy,
+   :data:`img2img.data.color.Y_STUDIO`). Y is not rounded. A one-channel image is its own Y.
 4. PSNR: ``10 log10(255^2 / MSE)``, the squared errors summed in float64. Identical images
    give ``inf`` (and a mean over images that include one is ``inf``, as in BasicSR).
 5. SSIM: 11x11 Gaussian window with sigma 1.5, valid region only (no padding, so the SSIM
@@ -32,29 +33,22 @@ the same numbers as two 1-D convolutions (to rounding), and on the CPU it is sev
 faster than ``conv2d(groups=channels)``, whose depthwise kernels are slow there, and above
 all in float64. On the CPU images are scored one at a time, so the four filtered maps
 stay in cache.
-
-FID and KID (:func:`fid_kid`, :class:`FidKid`) use torchmetrics' ``FrechetInceptionDistance``
-and ``KernelInceptionDistance`` on features of a pluggable network; the standard one is
-:func:`img2img.fid.load_fid_inception`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
-
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
+
+from img2img.data.color import Y_STUDIO
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2
 PEAK = 255.0
-# BT.601 studio range: Y = 16 + R * 65.481 + G * 128.553 + B * 24.966 with R, G, B in [0, 1].
-Y_WEIGHTS = (65.481, 128.553, 24.966)
-Y_OFFSET = 16.0
+Y_OFFSET = 16.0  # BT.601 studio range: Y = 16 + Y_STUDIO . (R, G, B), R, G, B in [0, 1]
 
 _PAD = SSIM_WINDOW // 2
 _ROW_BLOCK = 8  # output rows per block in the vertical pass
@@ -100,7 +94,7 @@ def _numpy_to_unit(img: np.ndarray) -> np.ndarray:
 def _y_from_unit(rgb: Tensor) -> Tensor:
     """``Nx3xHxW`` in [0, 1] -> ``Nx1xHxW`` Y on the 0..255 scale."""
     r, g, b = rgb.unbind(1)
-    y = r * Y_WEIGHTS[0] + g * Y_WEIGHTS[1] + b * Y_WEIGHTS[2] + Y_OFFSET
+    y = r * Y_STUDIO[0] + g * Y_STUDIO[1] + b * Y_STUDIO[2] + Y_OFFSET
     return y.unsqueeze(1)
 
 
@@ -357,300 +351,23 @@ def _ssim_map_sum(filtered: Tensor, offset: Tensor) -> Tensor:
     return numerator.div_(denominator).sum(dim=3).double().sum(dim=0)
 
 
-# --------------------------------------------------------------------------- accumulator
+
+# --------------------------------------------------------------------------- batches
+
+#: The per-image scores, in the order they are reported: name -> (on the Y channel,
+#: fn(levels of pred, levels of target) -> float64 tensor of N values).
+SCORES = {
+    "psnr": (False, _psnr_levels),
+    "ssim": (False, _ssim_levels),
+    "psnr_y": (True, _psnr_levels),
+    "ssim_y": (True, _ssim_levels),
+}
 
 
-class ImageMetrics:
-    """Per-image PSNR/SSIM (and their Y-channel variants) over an evaluation set.
-
-    ``update`` takes float ``NxCxHxW`` tensors in [0, 1] (any size per call); ``compute``
-    returns the plain means of the per-image values (as BasicSR averages per-image PSNR).
-
-    For a distributed evaluation, every process calls ``state()``; the trainer gathers the
-    states (e.g. ``accelerate.utils.gather_object``) and calls ``merge(states)`` on a fresh
-    instance. Images are keyed by name: give each image a unique name (its relative path)
-    and the copies a padded distributed sampler adds are counted once. On the CPU an image
-    scores bit for bit the same in any batch and the means use ``math.fsum``, so the merged
-    means equal a single process's exactly (on a GPU, to float32 rounding). Unnamed images
-    are never treated as duplicates.
-    """
-
-    KEYS = ("psnr", "ssim", "psnr_y", "ssim_y")
-
-    def __init__(self, crop_border: int = 0, y_channel_too: bool = True):
-        if not isinstance(crop_border, int) or crop_border < 0:
-            raise ValueError(f"crop_border must be a non-negative int, got {crop_border!r}")
-        self.crop_border = crop_border
-        self.y_channel_too = y_channel_too
-        self._rows: list[dict] = []
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return self.KEYS if self.y_channel_too else self.KEYS[:2]
-
-    def reset(self) -> None:
-        self._rows = []
-
-    def update(
-        self, pred: Tensor, target: Tensor, names: Sequence[str] | None = None
-    ) -> list[dict]:
-        """Score a batch; returns the new per-image rows."""
-        if not isinstance(pred, Tensor):
-            raise TypeError(f"ImageMetrics.update expects torch tensors, got {type(pred).__name__}")
-        if names is not None and len(names) != pred.shape[0]:
-            raise ValueError(f"got {len(names)} names for a batch of {pred.shape[0]} images")
-        scores = {"psnr": (False, _psnr_levels), "ssim": (False, _ssim_levels)}
-        if self.y_channel_too:
-            scores.update(psnr_y=(True, _psnr_levels), ssim_y=(True, _ssim_levels))
-        with torch.no_grad():
-            p, t, dtype, _ = _check_pair(pred, target, self.crop_border, SSIM_WINDOW)
-            values = _score(p, t, dtype, scores)
-        columns = {key: value.cpu().tolist() for key, value in values.items()}
-        rows = []
-        for i in range(pred.shape[0]):
-            row = {"name": None if names is None else str(names[i])}
-            row.update({key: columns[key][i] for key in self.keys})
-            rows.append(row)
-        self._rows.extend(rows)
-        return rows
-
-    def per_image(self) -> list[dict]:
-        """One dict per image (name, psnr, ssim[, psnr_y, ssim_y]), duplicates by name dropped."""
-        seen: set[str] = set()
-        rows = []
-        for row in self._rows:
-            name = row["name"]
-            if name is not None:
-                if name in seen:
-                    continue
-                seen.add(name)
-            rows.append(dict(row))
-        return rows
-
-    def compute(self) -> dict:
-        """Means over images (``math.fsum``, so the order of images does not matter) and the count."""
-        rows = self.per_image()
-        if not rows:
-            raise ValueError("ImageMetrics.compute() before any update(): no images scored")
-        result: dict = {key: math.fsum(row[key] for row in rows) / len(rows) for key in self.keys}
-        result["images"] = len(rows)
-        return result
-
-    def state(self) -> dict:
-        """A plain, picklable snapshot of this process's results (for gathering)."""
-        return {
-            "crop_border": self.crop_border,
-            "y_channel_too": self.y_channel_too,
-            "rows": [dict(row) for row in self._rows],
-        }
-
-    def merge(self, states: Iterable[dict]) -> ImageMetrics:
-        """Add the rows of gathered ``state()`` snapshots to this instance and return it. Call
-        it on a fresh instance with every process's state (this process's included)."""
-        for state in states:
-            if state["crop_border"] != self.crop_border or (
-                self.y_channel_too and not state["y_channel_too"]
-            ):
-                raise ValueError(
-                    f"cannot merge a state with crop_border={state['crop_border']}, "
-                    f"y_channel_too={state['y_channel_too']} into crop_border={self.crop_border}, "
-                    f"y_channel_too={self.y_channel_too}"
-                )
-            self._rows.extend(
-                {"name": row["name"], **{key: row[key] for key in self.keys}}
-                for row in state["rows"]
-            )
-        return self
-
-
-# --------------------------------------------------------------------------- FID / KID
-
-
-class _Features(nn.Module):
-    """Identity "feature network" handed to torchmetrics: the features are computed once by
-    :class:`FidKid` and fed to both FID and KID."""
-
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, features: Tensor) -> Tensor:
-        return features
-
-
-def _feature_count(net: nn.Module) -> int:
-    count = getattr(net, "num_features", None)
-    if isinstance(count, Tensor):
-        count = int(count.item())
-    if not isinstance(count, int) or count < 1:
-        raise ValueError(
-            f"the feature network {type(net).__name__} must expose num_features (an int), "
-            f"got {count!r}"
-        )
-    return count
-
-
-class FidKid:
-    """Streaming FID and KID between real and generated images.
-
-    Images are float ``Nx3xHxW`` tensors in [0, 1]; by default they are first rounded to
-    uint8 levels (``quantize=True``), so tensors score the same as their saved PNGs. The
-    feature network (it must expose ``num_features``; the standard one is
-    :func:`img2img.fid.load_fid_inception`) runs once per batch in eval mode without
-    gradients, on its own device. Its features feed torchmetrics'
-    ``FrechetInceptionDistance`` (running float64 sums) and ``KernelInceptionDistance``
-    (stored features, polynomial kernel, ``kid_subsets`` random subsets of
-    ``kid_subset_size``; fewer samples than that use all of them). ``seed`` makes the KID
-    subsets reproducible. Under an initialised ``torch.distributed`` group torchmetrics
-    gathers the statistics of every process in ``compute``.
-    """
-
-    def __init__(
-        self,
-        feature_net: nn.Module,
-        kid_subset_size: int = 1000,
-        kid_subsets: int = 100,
-        fid: bool = True,
-        kid: bool = True,
-        quantize: bool = True,
-        seed: int = 0,
-    ):
-        from torchmetrics.image.fid import FrechetInceptionDistance
-        from torchmetrics.image.kid import KernelInceptionDistance
-
-        if not (fid or kid):
-            raise ValueError("FidKid needs fid=True or kid=True")
-        self.feature_net = feature_net
-        self.num_features = _feature_count(feature_net)
-        self.kid_subset_size = kid_subset_size
-        self.quantize = quantize
-        self.seed = seed
-        identity = _Features(self.num_features)
-        self._fid = FrechetInceptionDistance(feature=identity, normalize=True) if fid else None
-        self._kid = None
-        if kid:
-            import warnings
-
-            with warnings.catch_warnings():  # "will save all extracted features in buffer"
-                warnings.simplefilter("ignore", UserWarning)
-                self._kid = KernelInceptionDistance(
-                    feature=_Features(self.num_features),
-                    subsets=kid_subsets,
-                    subset_size=kid_subset_size,
-                    normalize=True,
-                )
-        self.counts = {"real": 0, "fake": 0}
-
-    def _metrics(self):
-        return [m for m in (self._fid, self._kid) if m is not None]
-
-    @torch.no_grad()
-    def features(self, images: Tensor) -> Tensor:
-        """Features (float64, ``N x num_features``) of float ``Nx3xHxW`` images in [0, 1]."""
-        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"FID/KID expect float Nx3xHxW tensors in [0, 1], got {shape}")
-        if not images.is_floating_point():
-            raise TypeError(f"FID/KID expect float images in [0, 1], got {images.dtype}")
-        param = next(self.feature_net.parameters(), None)
-        if param is not None:
-            images = images.to(device=param.device, dtype=param.dtype)
-        if self.quantize:
-            images = (images * PEAK).round().clamp(0, PEAK) / PEAK
-        self.feature_net.eval()
-        features = self.feature_net(images)
-        if features.ndim != 2 or features.shape[1] != self.num_features:
-            raise ValueError(
-                f"the feature network returned shape {tuple(features.shape)}, expected "
-                f"(N, {self.num_features})"
-            )
-        return features.double()
-
-    def update(self, real: Tensor | None = None, fake: Tensor | None = None) -> None:
-        """Add a batch of real images, of generated images, or of both."""
-        for images, is_real in ((real, True), (fake, False)):
-            if images is None:
-                continue
-            features = self.features(images)
-            for metric in self._metrics():
-                metric.to(features.device)
-                metric.update(features, real=is_real)
-            self.counts["real" if is_real else "fake"] += features.shape[0]
-
-    def _total_counts(self) -> dict:
-        """Images seen by every process together (torchmetrics syncs the states, if distributed)."""
-        if self._fid is not None:
-            with self._fid.sync_context():
-                return {
-                    "real": int(self._fid.real_features_num_samples),
-                    "fake": int(self._fid.fake_features_num_samples),
-                }
-        with self._kid.sync_context():
-            return {
-                "real": sum(int(f.shape[0]) for f in self._kid.real_features),
-                "fake": sum(int(f.shape[0]) for f in self._kid.fake_features),
-            }
-
-    def compute(self) -> dict:
-        """``{"fid", "kid", "kid_std", "kid_subset_size", "real", "fake"}`` (only what was enabled),
-        over the images of every process."""
-        counts = self._total_counts()
-        if min(counts.values()) < 2:
-            raise ValueError(
-                f"FID/KID need at least 2 real and 2 generated images, got {counts['real']} "
-                f"real and {counts['fake']} generated"
-            )
-        result: dict = dict(counts)
-        if self._fid is not None:
-            result["fid"] = float(self._fid.compute())
-        if self._kid is not None:
-            subset = min(self.kid_subset_size, counts["real"], counts["fake"])
-            self._kid.subset_size = subset
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                kid_mean, kid_std = self._kid.compute()
-            result.update(kid=float(kid_mean), kid_std=float(kid_std), kid_subset_size=subset)
-        return result
-
-    def reset(self) -> None:
-        for metric in self._metrics():
-            metric.reset()
-        self.counts = {"real": 0, "fake": 0}
-
-
-def _batches(images, batch_size: int):
-    if isinstance(images, Tensor):
-        for start in range(0, images.shape[0], batch_size):
-            yield images[start : start + batch_size]
-    else:
-        yield from images
-
-
-def fid_kid(
-    real_images,
-    fake_images,
-    feature_net: nn.Module,
-    kid_subset_size: int = 1000,
-    kid_subsets: int = 100,
-    batch_size: int = 50,
-    quantize: bool = True,
-    seed: int = 0,
-) -> dict:
-    """FID and KID between two image sets.
-
-    Each set is a float ``Nx3xHxW`` tensor in [0, 1] (scored ``batch_size`` at a time) or an
-    iterable of such batches. Returns ``{"fid", "kid", "kid_std", "kid_subset_size", "real",
-    "fake"}``; see :class:`FidKid`.
-    """
-    metric = FidKid(
-        feature_net,
-        kid_subset_size=kid_subset_size,
-        kid_subsets=kid_subsets,
-        quantize=quantize,
-        seed=seed,
-    )
-    for batch in _batches(real_images, batch_size):
-        metric.update(real=batch)
-    for batch in _batches(fake_images, batch_size):
-        metric.update(fake=batch)
-    return metric.compute()
+def score_batch(pred: Tensor, target: Tensor, crop_border: int, names) -> dict:
+    """The scores ``names`` (keys of :data:`SCORES`) of a batch of ``NxCxHxW`` tensors,
+    each a float64 tensor of N values; the images must be at least 11x11 after cropping.
+    Each image is converted to levels (and Y) once for all the scores."""
+    with torch.no_grad():
+        p, t, dtype, _ = _check_pair(pred, target, crop_border, SSIM_WINDOW)
+        return _score(p, t, dtype, {name: SCORES[name] for name in names})

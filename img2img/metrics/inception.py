@@ -12,37 +12,16 @@ Input: float ``Nx3xHxW`` RGB in [0, 1], any size. It is resized to 299x299 with 
 interpolation (``align_corners=False``, no antialiasing) and scaled to [-1, 1], as in
 pytorch-fid, so features match pytorch-fid's ``--dims 2048``.
 
-Weights: a local file, ``.pth`` (read with ``torch.load(weights_only=True)``) or
-``.safetensors``; a file with the pytorch-fid name must have the SHA-256 its name begins.
-Key names are those of the pytorch-fid file and map one to one onto this module's
-parameter and buffer names::
-
-    Conv2d_1a_3x3.conv.weight                       stem convolution (no bias)
-    Conv2d_1a_3x3.bn.{weight,bias,running_mean,running_var}   its batch norm (eps 1e-3)
-    ... likewise Conv2d_2a_3x3, Conv2d_2b_3x3, Conv2d_3b_1x1, Conv2d_4a_3x3
-    Mixed_5b.branch1x1.conv.weight, Mixed_5b.branch5x5_1.bn.running_var, ...
-    ... Mixed_5b/5c/5d, Mixed_6a..6e, Mixed_7a/7b/7c, each branch a conv + bn pair
-    fc.weight (1008 x 2048), fc.bias (1008)
-
-``*.num_batches_tracked`` entries are optional (older files lack them; they are unused in
-eval mode). Any other missing or unexpected key, or a shape that differs, is a
-:class:`~img2img.errors.UserError` naming the file.
+Weights are read by :func:`img2img.metrics.fid.load_fid_inception`; the module's parameter
+and buffer names are those of the pytorch-fid weights file.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from img2img.errors import UserError
-
-FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
-FID_WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_NAME
-)
 INPUT_SIZE = 299
 NUM_FEATURES = 2048
 NUM_CLASSES = 1008
@@ -253,104 +232,3 @@ class FIDInceptionV3(nn.Module):
             x = block(x)
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
-
-def _missing_weights_message() -> str:
-    return (
-        f"FID and KID need the FID Inception weights ({FID_WEIGHTS_NAME}, about 92 MB), and "
-        f"no weights file was given. Download it from {FID_WEIGHTS_URL} and pass its path "
-        "with eval.fid_weights=PATH in the config (or on the command line), or with "
-        "--fid-weights PATH on `img2img eval`."
-    )
-
-
-def _hub_copy() -> Path | None:
-    """The copy pytorch-fid or torch.hub may already have cached, if any."""
-    try:
-        path = Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_NAME
-    except Exception:  # noqa: BLE001 - no usable hub directory means no cached copy
-        return None
-    return path if path.is_file() else None
-
-
-def _read_state_dict(path: Path) -> dict:
-    from img2img.files import read_weights_file
-
-    try:
-        state = read_weights_file(path)
-    except ValueError as err:
-        raise UserError(
-            f"cannot read FID weights {path}: {err}; expected {FID_WEIGHTS_NAME} from {FID_WEIGHTS_URL}"
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UserError(f"FID weights {path} do not hold a state dict of tensors")
-    return state
-
-
-def _list(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
-def load_fid_inception(
-    weights: str | Path | None = None, device: str | torch.device | None = None
-) -> FIDInceptionV3:
-    """The FID Inception-v3 with weights from a local ``.pth`` or ``.safetensors`` file.
-
-    ``weights=None`` uses the copy in torch.hub's checkpoint directory if pytorch-fid or
-    torchmetrics left one there, and otherwise raises a UserError that says where to get the
-    file and how to pass it. A file named ``pt_inception-2015-12-05-6726825d.pth`` (a copy in
-    that cache or a path given) must have that hash: its SHA-256 starts with ``6726825d``,
-    torch.hub's convention; it is checked before the file is read.
-    """
-    from img2img.pretrained import check_named_hash
-
-    cached = weights is None
-    if cached:
-        weights = _hub_copy()
-        if weights is None:
-            raise UserError(_missing_weights_message())
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise UserError(
-            f"FID weights file {path} does not exist; FID and KID need the FID Inception "
-            f"weights ({FID_WEIGHTS_NAME}, about 92 MB) from {FID_WEIGHTS_URL}")
-    fix = (f"{'Delete it, or download' if cached else 'Download'} {FID_WEIGHTS_NAME} again "
-           f"from {FID_WEIGHTS_URL} and pass it with eval.fid_weights=PATH or --fid-weights PATH")
-    check_named_hash(path, FID_WEIGHTS_NAME, f"the FID Inception weights {FID_WEIGHTS_NAME}", fix)
-    state = _read_state_dict(path)
-
-    with torch.device("meta"):  # no random init: every tensor comes from the file
-        net = FIDInceptionV3()
-    expected = net.state_dict()
-
-    def required(key: str) -> bool:
-        return not key.endswith("num_batches_tracked")
-
-    missing = [k for k in expected if required(k) and k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_list(unexpected)}")
-        raise UserError(
-            f"FID weights {path} do not match the FID Inception-v3 ({'; '.join(parts)}); "
-            f"expected the pytorch-fid file {FID_WEIGHTS_NAME} from {FID_WEIGHTS_URL}"
-        )
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if wrong:
-        raise UserError(f"FID weights {path} have tensors of the wrong shape: {_list(wrong, 3)}")
-    full = {
-        k: state[k].to(v.dtype) if k in state else torch.zeros((), dtype=v.dtype)
-        for k, v in expected.items()
-    }
-    net.load_state_dict(full, assign=True)
-    net.requires_grad_(False)
-    return net.to(device) if device is not None else net
