@@ -49,7 +49,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="continue from the newest checkpoint of output_dir (auto) or from a checkpoint "
         "directory",
     )
-    p.set_defaults(handler="img2img.trainer:cli_train")
+    p.set_defaults(handler="img2img.engine:cli_train")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +88,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--direction", choices=("AtoB", "BtoA"), default="AtoB", help="CycleGAN: which generator"
     )
-    p.set_defaults(handler="img2img.inference:cli_predict")
+    p.set_defaults(handler="img2img.inference.predict:cli_predict")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -175,6 +175,36 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler="img2img.demo:cli_demo")
 
 
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "config",
+        help="the run config: its JSON schema for editors",
+        description="Tools for the YAML run config.",
+    )
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    s = csub.add_parser(
+        "schema",
+        help="print the JSON schema of the run config",
+        description="Print the JSON schema of the run config (every registered task, with its "
+        "task_options) for editors that complete and check YAML: "
+        "img2img config schema > img2img.schema.json",
+    )
+    s.set_defaults(handler="img2img.cli:cli_config_schema")
+
+
+def cli_config_schema(args: argparse.Namespace) -> int:
+    """Print the config's JSON schema. The config package knows no task; this layer, above
+    both, hands it every registered task's name and options dataclass."""
+    import json
+
+    from img2img.config import config_schema
+    from img2img.tasks import task_class, task_names
+
+    tasks = {name: task_class(name).Options for name in task_names()}
+    print(json.dumps(config_schema(tasks), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="img2img",
@@ -186,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_train, _add_eval, _add_predict, _add_export, _add_summary, _add_data,
-                _add_demo):
+                _add_demo, _add_config):
         add(sub)
     return parser
 

@@ -10,7 +10,7 @@ import pytest
 
 from img2img.cli import build_parser, main
 
-SUBCOMMANDS = ["train", "eval", "predict", "export", "summary", "data", "demo"]
+SUBCOMMANDS = ["train", "eval", "predict", "export", "summary", "data", "demo", "config"]
 
 
 def run(*args, **kw):
@@ -25,7 +25,9 @@ def test_every_subcommand_is_listed():
         assert name in text
 
 
-@pytest.mark.parametrize("args", [["--help"]] + [[name, "--help"] for name in SUBCOMMANDS])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["config", "schema", "--help"]] + [[name, "--help"] for name in SUBCOMMANDS]
+)
 def test_help_does_not_import_torch(args):
     code = (
         "import sys\n"

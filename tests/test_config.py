@@ -2,10 +2,49 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jsonschema
 import pytest
 
-from img2img.config import Config, all_keys, load_config, parse_override, save_config
+from img2img.config import (
+    Config,
+    all_keys,
+    config_schema,
+    from_dict,
+    load_config,
+    parse_override,
+    read_yaml,
+    save_config,
+)
 from img2img.errors import ConfigError
+from img2img.tasks import BUILTIN, Task, build_task, register, task_names
+from tests.conftest import REPO
+
+RECIPES = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+@dataclasses.dataclass
+class GlowOptions:
+    """The options of a task defined here, for the JSON schema's per-task ``task_options``."""
+
+    #: How strong the glow is.
+    strength: float = dataclasses.field(default=0.5, metadata={"min": 0.0, "max": 1.0})
+    mode: str = dataclasses.field(default="soft", metadata={"choices": ("soft", "hard")})
+    passes: int | None = dataclasses.field(default=None, metadata={"min": 1})
+
+
+@register
+class GlowTask(Task):
+    """A task that is only registered (the schema command finds it with IMG2IMG_PLUGINS)."""
+
+    name = "glow_schema"
+    Options = GlowOptions
 
 
 def write(tmp_path, text, name="run.yaml"):
@@ -195,3 +234,118 @@ def test_cross_key_rules():
         load_config(None, ["train.decay_start=40", "train.max_steps=4"])
     # decay_start only matters to the linear schedule
     assert load_config(None, ["train.decay_start=40", "train.max_steps=4", "train.scheduler=constant"])
+
+
+# --------------------------------------------------------------------------- JSON schema
+
+
+@pytest.fixture(scope="module")
+def cli_schema():
+    """``img2img config schema`` in a fresh process, with this file as a plugin."""
+    env = {**os.environ, "IMG2IMG_PLUGINS": "tests.test_config",
+           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-m", "img2img", "config", "schema"],
+                         capture_output=True, text=True, timeout=180, cwd=REPO, env=env)
+    assert out.returncode == 0, out.stderr
+    schema = json.loads(out.stdout)  # stdout holds the JSON document only
+    jsonschema.Draft7Validator.check_schema(schema)
+    return schema
+
+
+def schema_errors(schema, data):
+    return [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(data)]
+
+
+def test_schema_command_names_every_task(cli_schema):
+    # the built-in tasks, then the registered ones (here: this file's, as a plugin)
+    assert cli_schema["properties"]["task"]["enum"] == [*BUILTIN, "glow_schema"]
+    assert {"pix2pix", "cyclegan", "srgan", "colorization", "glow_schema"} <= set(task_names())
+    assert cli_schema["required"] == ["task"] and cli_schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_recipe_validates_against_the_schema(cli_schema, recipe):
+    assert schema_errors(cli_schema, read_yaml(recipe)) == []
+
+
+def _set(data, dotted, value):
+    data = copy.deepcopy(data)
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return data
+
+
+# (dotted key, value): each rejected by the loader and by the schema alike
+LOADER_REJECTS = [
+    ("ouput_dir", "runs/x"),
+    ("train.batchsize", 4),
+    ("model.generator.nfg", 8),
+    ("log.wandb", "maybe"),
+    ("device", "tpu"),
+    ("data.scale", 5),
+    ("train.batch_size", 0),
+    ("model.generator.ngf", 100_000),
+    ("train.plateau_factor", 1.0),
+    ("train.channels_last", "maybe"),
+    ("train.lr_g", "fast"),
+    ("train.max_steps", 1.5),
+    ("model.generator.n_blocks", -1),
+    ("train", 5),
+]
+
+
+@pytest.mark.parametrize("dotted, value", LOADER_REJECTS)
+def test_schema_rejects_typos_and_bad_values_as_the_loader_does(cli_schema, dotted, value):
+    data = _set(read_yaml(REPO / "configs/pix2pix/facades.yaml"), dotted, value)
+    with pytest.raises(ConfigError):
+        from_dict(data)
+    assert schema_errors(cli_schema, data), f"the schema accepts {dotted}={value!r}"
+
+
+def test_schema_checks_the_task_and_each_tasks_options(cli_schema):
+    recipe = read_yaml(REPO / "configs/pix2pix/facades.yaml")
+    glow = {**recipe, "task": "glow_schema"}
+    assert schema_errors(cli_schema, {**glow, "task_options": {"strength": 0.2, "mode": "hard"}}) == []
+    assert schema_errors(cli_schema, {**glow, "task_options": {"passes": None}}) == []
+    for options in ({"strenght": 0.2}, {"mode": "medium"}, {"strength": 2.0}, {"passes": 0}):
+        with pytest.raises(ConfigError):
+            build_task(from_dict({**glow, "task_options": options}))
+        assert schema_errors(cli_schema, {**glow, "task_options": options}), options
+    # the built-in tasks take no options; an unknown or missing task is flagged
+    assert schema_errors(cli_schema, {**recipe, "task_options": {"strength": 0.2}})
+    assert schema_errors(cli_schema, {**recipe, "task": "pix2pixx"})
+    assert schema_errors(cli_schema, {k: v for k, v in recipe.items() if k != "task"})
+
+
+def test_schema_accepts_what_the_loader_accepts(cli_schema):
+    data = {"task": "srgan", "output_dir": 7, "train": {"lr_g": "1e-4", "max_steps": 10.0},
+            "model": {"generator": {"n_blocks": None}}, "loss": {"perceptual_layers": {"conv3_4": 1}},
+            "data": {"lr_root": None, "root": 123}}
+    assert from_dict(data).train.lr_g == 1e-4
+    assert schema_errors(cli_schema, data) == []
+
+
+def test_schema_mirrors_the_dataclasses():
+    schema = config_schema({"pix2pix": None, "glow_schema": GlowOptions})
+    defaults = Config().to_dict()
+    for dotted in all_keys():
+        node, default = schema, defaults
+        for part in dotted.split("."):
+            node, default = node["properties"][part], default[part]
+        assert node.get("description"), f"{dotted} has no description (a #: comment above it)"
+        if dotted != "task":
+            assert node["default"] == default, dotted
+    assert schema["properties"]["train"]["properties"]["batch_size"]["maximum"] == 4096
+    assert schema["properties"]["train"]["properties"]["plateau_factor"]["exclusiveMaximum"] == 1.0
+    assert schema["properties"]["data"]["properties"]["scale"]["enum"] == [2, 3, 4]
+    glow = schema["allOf"][1]
+    assert glow["if"]["properties"]["task"] == {"const": "glow_schema"}
+    options = glow["then"]["properties"]["task_options"]
+    assert options["properties"]["strength"]["description"] == "How strong the glow is."
+    assert options["properties"]["passes"]["type"] == ["integer", "null"]
+    assert options["additionalProperties"] is False
+    # without the task list (the config package knows no task): any name, any options
+    assert "enum" not in config_schema()["properties"]["task"]
