@@ -22,10 +22,13 @@ import torch
 from PIL import EpsImagePlugin, Image
 
 from img2img.config import MAX_CONFIG_BYTES, load_config
-from img2img.data import prepare as prepare_mod
+from img2img.data import archives
+from img2img.data.archives import Archive
+from img2img.data.catalog import DatasetSpec
 from img2img.data.datasets import PairedDataset, PhotoDataset
-from img2img.data.io import inspect_image, read_image
-from img2img.data.prepare import TMP_MARKER, Archive, DatasetSpec, prepare
+from img2img.data.integrity import inspect_image
+from img2img.data.io import read_image
+from img2img.data.prepare import TMP_MARKER, prepare
 from img2img.data.transforms import check_geometry, planned_size, prepare_geometry
 from img2img.errors import ConfigError, DataError
 from img2img.nets.contract import forward_padded
@@ -421,7 +424,7 @@ def prepare_error(archive: Path, out: Path, name: str = "facades") -> str:
 
 
 def test_zip_bomb_ratio_and_total_are_limited(tmp_path, monkeypatch):
-    monkeypatch.setattr(prepare_mod, "RATIO_FLOOR", 10_000)
+    monkeypatch.setattr(archives, "RATIO_FLOOR", 10_000)
     bomb = make_zip(tmp_path / "bomb.zip", {"facades/train/1.png": png_bytes(),
                                             "facades/train/zeros.png": bytes(200_000)})
     out = tmp_path / "new" / "out"
@@ -431,12 +434,12 @@ def test_zip_bomb_ratio_and_total_are_limited(tmp_path, monkeypatch):
                          "so the file is not the expected archive: check it (and its checksum), "
                          "or extract it yourself if you trust it")
     assert not (tmp_path / "new").exists()  # the folders it made are gone again
-    monkeypatch.setattr(prepare_mod, "MAX_EXTRACT_BYTES", 1000)
+    monkeypatch.setattr(archives, "MAX_EXTRACT_BYTES", 1000)
     plain = make_zip(tmp_path / "plain.zip", {"facades/train/1.png": bytes(600),
                                               "facades/train/2.png": bytes(600)}, zipfile.ZIP_STORED)
     assert prepare_error(plain, out).startswith(
         f"{plain}: expands to more than 1,000 bytes (the limit for one archive); no data set")
-    monkeypatch.setattr(prepare_mod, "MAX_MEMBERS", 3)
+    monkeypatch.setattr(archives, "MAX_MEMBERS", 3)
     many = make_zip(tmp_path / "many.zip", {f"facades/train/{i}.png": b"x" for i in range(5)})
     assert prepare_error(many, out).startswith(f"{many}: more than 3 members (the limit); no data")
 
@@ -540,7 +543,7 @@ def test_a_second_run_at_once_is_refused_and_deletes_nothing(tmp_path):
 def test_the_largest_seed_trains(task, task_data, tmp_path):
     """Every seed the config accepts (up to 2**64 - 1) trains: the seeds derived from it
     (per process, per epoch, per image pool) wrap instead of overflowing torch's."""
-    from img2img.trainer import Trainer
+    from img2img.engine import Trainer
     from tests.tiny import tiny_overrides
 
     seed = 2**64 - 1

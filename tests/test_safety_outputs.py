@@ -17,10 +17,10 @@ import pytest
 from img2img import ownership
 from img2img.cli import main
 from img2img.config import load_config
+from img2img.engine import Trainer, list_checkpoints
 from img2img.errors import UserError
 from img2img.model_io import save_model
 from img2img.tasks import build_generators
-from img2img.trainer import Trainer, list_checkpoints
 from tests.conftest import REPO
 from tests.tiny import save_png, smooth_image, tiny_overrides
 

@@ -22,10 +22,11 @@ import torch
 from PIL import Image
 
 import img2img
-from img2img import fid, files, model_io
+from img2img import files, model_io
 from img2img.cli import main
 from img2img.config import load_config
 from img2img.errors import UserError
+from img2img.metrics import fid
 from img2img.nets import perceptual
 from img2img.nets.perceptual import VGGFeatureExtractor
 from img2img.tasks import build_generators, build_task
@@ -408,8 +409,8 @@ def _calls(path: Path) -> list[tuple[str, dict]]:
 def test_weights_and_hub_files_are_read_in_one_place_each():
     """The relatives: nothing in img2img/ or tools/ loads weights around the safe reader
     (files.read_weights_file), through torch.hub's unpickling loaders, or from the Hub
-    around inference.fetch_hub_model."""
-    only_in = {"torch.load": "img2img/files.py", "snapshot_download": "img2img/inference.py"}
+    around inference.loading.fetch_hub_model."""
+    only_in = {"torch.load": "img2img/files.py", "snapshot_download": "img2img/inference/loading.py"}
     never = ("load_state_dict_from_url", "get_state_dict", "hf_hub_download", "pickle.load",
              "pickle.loads", "torch.hub.load", "Unpickler")
     found = []

@@ -23,11 +23,11 @@ from safetensors.torch import load_file
 import img2img
 from img2img.config import load_config
 from img2img.data import splits
+from img2img.engine import Trainer
 from img2img.errors import ConfigError
 from img2img.evaluate import evaluate
 from img2img.nets.contract import forward_padded
 from img2img.tasks import Task, build_task, register, task_names
-from img2img.trainer import Trainer
 from tests.conftest import REPO
 from tests.tiny import make_task_data, save_png, smooth_image
 

@@ -44,7 +44,7 @@ from torch import nn
 from img2img.config import Config, build_section
 from img2img.data import splits
 from img2img.data.color import luma
-from img2img.data.io import apply_on_error
+from img2img.data.integrity import apply_on_error
 from img2img.errors import ConfigError, DataError, UserError
 from img2img.log import get_logger
 from img2img.losses import GANLoss, PerceptualLoss, gradient_penalty, pixel_loss, r1_penalty
