@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from img2img import __version__
 from img2img.errors import UserError
 
+DIRECTION_HELP = "which generator translates, for a model with one per direction (default: AtoB)"
 EPILOG = "Run 'img2img SUBCOMMAND --help' for the options of one subcommand."
 MODEL_HELP = (
     "run directory, exported model directory or checkpoint directory; a model on the "
@@ -83,11 +84,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                         "output file name such as result.png")
     p.add_argument("--tile", type=int, default=0, help="tile size in pixels (0: whole image)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument(
-        "--direction", choices=("AtoB", "BtoA"), default="AtoB", help="CycleGAN: which generator"
-    )
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="tiles, or same-size images, per network call (default: 1)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the network runs (auto: a GPU when there is one)")
+    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB", help=DIRECTION_HELP)
     p.set_defaults(handler="img2img.inference.predict:cli_predict")
 
 
@@ -100,7 +101,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--format", required=True, choices=("onnx", "safetensors", "torchscript"))
     p.add_argument("--out", required=True, help="output file or directory")
-    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
+    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB", help=DIRECTION_HELP)
     p.add_argument("--opset", type=int, default=17)
     p.set_defaults(handler="img2img.export:cli_export")
 

@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import re
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from img2img.errors import UserError
+from img2img.files import write_text_atomic
 
 MARKER = ".img2img.json"
 FORMAT = "img2img.folder"
@@ -68,6 +68,7 @@ NOUNS = {
     "checkpoint": "an img2img checkpoint",
     "sample-data": "img2img sample data",
     "predictions": "an img2img predictions folder",
+    "prepare-tmp": "a temporary folder of img2img data prepare",
 }
 DEFAULT_HINT = "choose another folder, or remove it yourself"
 
@@ -373,12 +374,7 @@ def mark(folder: str | Path, kind: str, entries: list[str], patterns: list[str] 
         raise ValueError(f"invalid manifest entries: {bad[:3]}")
     data = {"format": FORMAT, "version": 1, "kind": kind, "entries": sorted(set(entries)),
             "patterns": sorted(set(patterns))}
-    tmp = folder / f"{MARKER}.{os.getpid()}.tmp"
-    try:
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def listing(folder: str | Path) -> list[str]:

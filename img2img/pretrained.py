@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from img2img.errors import UserError
+from img2img.files import first_line
 from img2img.log import get_logger, is_main_process
 
 log = get_logger(__name__)
@@ -99,7 +100,7 @@ def fetch_hub_checkpoint(url: str, what: str, fix: str) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=is_main_process())
         except Exception as err:  # no network, a proxy error, a truncated download, a bad hash
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            reason = first_line(err, "")
             raise UserError(f"cannot get {what} ({type(err).__name__}: {reason}); {fix}") from None
     if prefix is not None:
         check_sha256_prefix(path, prefix, what, f"Delete it (it is then downloaded again), or {fix}")

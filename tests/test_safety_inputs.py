@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import io
-import json
 import os
 import struct
 import subprocess
@@ -21,6 +20,7 @@ import tifffile
 import torch
 from PIL import EpsImagePlugin, Image
 
+from img2img import ownership
 from img2img.config import MAX_CONFIG_BYTES, load_config
 from img2img.data import archives
 from img2img.data.archives import Archive
@@ -28,7 +28,7 @@ from img2img.data.catalog import DatasetSpec
 from img2img.data.datasets import PairedDataset, PhotoDataset
 from img2img.data.integrity import inspect_image
 from img2img.data.io import read_image
-from img2img.data.prepare import TMP_MARKER, prepare
+from img2img.data.prepare import TMP_KIND, prepare
 from img2img.data.transforms import check_geometry, planned_size, prepare_geometry
 from img2img.errors import ConfigError, DataError
 from img2img.nets.contract import forward_padded
@@ -510,7 +510,7 @@ def test_a_second_run_at_once_is_refused_and_deletes_nothing(tmp_path):
     out.mkdir()
     running = out / f".tmp-facades-{os.getpid() + 100000}"  # the other run's folder
     running.mkdir()
-    (running / TMP_MARKER).write_text("{}")
+    ownership.mark(running, TMP_KIND, [], ["*"])
     lock = out / ".prepare-facades.lock"
     with open(lock, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -532,7 +532,7 @@ def test_a_second_run_at_once_is_refused_and_deletes_nothing(tmp_path):
         folder.mkdir(exist_ok=True)
         (folder / "keep.txt").write_text("x")
     for folder in (stale, alive):
-        (folder / TMP_MARKER).write_text(json.dumps({"pid": 0, "name": "facades"}))
+        ownership.mark(folder, TMP_KIND, [], ["*"])
     target = prepare(spec(), out, archive, verify=False, progress=False)
     assert sorted(p.name for p in target.iterdir()) == [".complete", "train"]
     assert not stale.exists() and alive.is_dir() and foreign.is_dir()

@@ -56,7 +56,16 @@ def test_each_task_trains_saves_and_exports(task, task_data, tmp_path):
         assert any(changed), f"{name} did not change"
 
     assert [p.name for p in list_checkpoints(run)] == ["step-000002", "step-000003"]
-    assert (run / "samples" / "step-000002.png").is_file()
+    # the sample grid: a titled column per visual, a row per image (up to four)
+    from img2img.data import read_image
+    from img2img.engine.tracking import LABEL_BAND
+
+    grid = read_image(run / "samples" / "step-000002.png")
+    columns, side = len(trainer.task.visual_labels), 32  # tiny crops (SR: 32 px HR)
+    assert grid.shape == (LABEL_BAND + 2 + 2 * (side + 2), 2 + columns * (side + 2), 3)
+    band = grid[:LABEL_BAND]
+    for i in range(columns):  # every column is titled (white text on the dark band)
+        assert band[:, 2 + i * (side + 2) : 2 + (i + 1) * (side + 2)].max() > 0.9, (task, i)
     assert (run / "config.yaml").is_file()
     config, generators = load_model(run / "model")
     assert config.task == task

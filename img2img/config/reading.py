@@ -17,6 +17,7 @@ import yaml
 from img2img.config.messages import clip_text, short_repr
 from img2img.config.schema import MAX_CONFIG_BYTES, MAX_YAML_DEPTH
 from img2img.errors import ConfigError
+from img2img.files import first_line
 
 
 class _Loader(yaml.SafeLoader):
@@ -74,13 +75,13 @@ def parse_yaml_text(text: str, source: str = "<string>") -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = getattr(err, "problem", None) or first_line(err)
         raise ConfigError(f"invalid YAML in {source}{where}: {clip_text(problem)}") from None
     except (ValueError, RecursionError) as err:
         if isinstance(err, ValueError) and "digits" in str(err):
             reason = "an integer with more than 4300 digits"
         else:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            reason = first_line(err)
         raise ConfigError(f"invalid YAML in {source}: {clip_text(reason)}") from None
 
 

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from img2img.errors import DataError
+from img2img.files import first_line
 
 CHUNK = 1 << 20
 
@@ -198,7 +199,7 @@ def _open_tar(archive_path: Path) -> tarfile.TarFile:
             raise DataError(
                 f"{archive_path}: truncated or corrupt zip archive (its table of contents "
                 "at the end is missing or damaged); download it again") from None
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise DataError(f"{archive_path}: not a zip or tar archive ({reason})") from None
 
 

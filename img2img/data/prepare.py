@@ -31,7 +31,8 @@ is not img2img's and is refused, never overwritten. Archives stay in ``DIR/.down
 One run at a time per data set and ``DIR``: a run holds an exclusive lock on
 ``DIR/.prepare-NAME.lock`` (``fcntl.flock``) and a second one stops with a message. A
 temporary folder left by a run that was killed is removed by the next run only when it
-holds img2img's marker (:data:`TMP_MARKER`) and the process that made it is gone. Folders
+carries img2img's proof (:mod:`img2img.ownership`, kind ``prepare-tmp``) and the process
+that made it is gone. Folders
 that a failed run created (``DIR``, ``DIR/.downloads``) are removed again when empty.
 """
 
@@ -45,6 +46,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from img2img import ownership
 from img2img.data.archives import extract, file_hashes, verify_archive
 from img2img.data.catalog import DatasetSpec, find_spec, list_datasets
 from img2img.data.download import download
@@ -54,7 +56,8 @@ from img2img.log import get_logger
 log = get_logger(__name__)
 
 #: The file in a temporary folder that proves ``data prepare`` made it (JSON: pid, name).
-TMP_MARKER = ".img2img-prepare-tmp"
+#: The ownership kind of a run's temporary folder (:func:`img2img.ownership.mark`).
+TMP_KIND = "prepare-tmp"
 
 
 # --------------------------------------------------------------------------- SR benchmarks
@@ -167,7 +170,8 @@ def _stale_tmp(folder: Path, name: str) -> bool:
     pid = folder.name[len(f".tmp-{name}-"):]
     if not pid.isdigit() or folder.is_symlink() or not folder.is_dir():
         return False
-    if not ((folder / TMP_MARKER).is_file() or (folder / ".complete").is_file()):
+    found = ownership.proof(folder)
+    if not ((found is not None and found.kind == TMP_KIND) or (folder / ".complete").is_file()):
         return False
     return int(pid) == os.getpid() or _process_gone(int(pid))
 
@@ -309,10 +313,9 @@ def _prepare_locked(
     tmp = out / f".tmp-{spec.name}-{os.getpid()}"
     try:
         tmp.mkdir()
-        (tmp / TMP_MARKER).write_text(
-            json.dumps({"pid": os.getpid(), "name": spec.name}) + "\n", encoding="utf-8")
+        ownership.mark(tmp, TMP_KIND, [], ["*"])
         _lay_out(spec, [path for path, _ in found], hashes, tmp)
-        (tmp / TMP_MARKER).unlink()
+        (tmp / ownership.MARKER).unlink()
         if target.is_dir():  # empty (checked above)
             target.rmdir()
         os.replace(tmp, target)  # the folder appears whole, .complete included

@@ -171,10 +171,33 @@ class Tracking:
         n = columns[0].shape[0]
         rows = [torch.cat([col[i:i + 1].cpu() for col in columns], dim=0) for i in range(n)]
         grid = make_grid(torch.cat(rows), nrow=len(columns), padding=2, value_range=(-1, 1), normalize=True)
-        write_image(self.output_dir / "samples" / f"step-{step:06d}.png", grid)
         image = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        if len(task.visual_labels) == len(columns):
+            image = with_column_labels(image, task.visual_labels, columns[0].shape[-1] + 2)
+        write_image(self.output_dir / "samples" / f"step-{step:06d}.png", image)
         for tracker in self.accelerator.trackers:
             if tracker.name == "wandb":
                 tracker.log_images({"samples": [image]}, step=step)
             elif tracker.name == "tensorboard":
                 tracker.log_images({"samples": image[None]}, step=step, dataformats="NHWC")
+
+
+#: Height of the title band above a sample grid, in pixels.
+LABEL_BAND = 14
+
+
+def with_column_labels(image, labels, cell_width: int):
+    """A uint8 HxWx3 grid with a band on top naming each column (Pillow's built-in font,
+    cut to fit the column)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    band = Image.new("RGB", (image.shape[1], LABEL_BAND))
+    draw = ImageDraw.Draw(band)
+    for i, label in enumerate(labels):
+        text = str(label)
+        while text and draw.textlength(text) > cell_width - 4:
+            text = text[:-1]
+        draw.text((2 + i * cell_width + 2, 2), text, fill=(255, 255, 255))
+    return np.concatenate([np.asarray(band), image], axis=0)
+

@@ -48,7 +48,6 @@ from img2img.data.integrity import apply_on_error
 from img2img.errors import ConfigError, DataError, UserError
 from img2img.log import get_logger
 from img2img.losses import GANLoss, PerceptualLoss, gradient_penalty, pixel_loss, r1_penalty
-from img2img.nets.contract import forward_padded
 
 log = get_logger(__name__)
 
@@ -371,10 +370,4 @@ class Task:
         task has one for this batch)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def translate(self, net: nn.Module, rgb: torch.Tensor) -> torch.Tensor:
-        """``net`` run on an N3HW RGB batch in [-1, 1] of any size: :meth:`to_network`,
-        padded forward, :meth:`from_network`; RGB in [-1, 1], not clamped."""
-        x = self.to_network(rgb)
-        out = forward_padded(net, x)
-        return self.from_network(out, x if self.output_uses_input else None)
 
