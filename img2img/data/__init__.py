@@ -25,8 +25,7 @@ Public API::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from img2img.lazy import lazy_exports
 
 _EXPORTS = {
     "read_image": "img2img.data.io",
@@ -53,14 +52,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'img2img.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
