@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -479,7 +480,9 @@ def test_wandb_offline_and_tensorboard_runs_are_written(task_data, tmp_path):
     make_trainer("pix2pix", task_data["pix2pix"], run, "log.wandb=offline", "train.max_steps=3",
                  resume="auto").fit()
     folders = sorted((run / "wandb").glob("offline-run-*"))
-    assert len(folders) == 2 and all(f.name.endswith(f"-{run_id}") for f in folders)
+    # offline-run-<time>-<id>, with "-1" added by W&B when both runs started in one second
+    assert len(folders) == 2 and all(re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{run_id}(-\d+)?", f.name)
+                                     for f in folders), [f.name for f in folders]
 
 
 # --------------------------------------------------------------------------- several processes
