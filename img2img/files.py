@@ -83,7 +83,7 @@ def read_weights_file(path: str | os.PathLike) -> object:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, refused globals, truncated zip: a bad file
-        if isinstance(err, OSError) and not isinstance(err, EOFError):
+        if isinstance(err, OSError):
             raise ValueError(err.strerror or str(err)) from None
         if "Unpickl" in type(err).__name__ or "weights_only" in str(err):
             raise ValueError(

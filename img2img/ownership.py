@@ -163,14 +163,14 @@ def _keys(data: object) -> object:
 
 
 def _is_run_config(folder: Path) -> bool:
-    import yaml
-
-    from img2img.config import from_dict
+    from img2img.config import from_dict, parse_yaml_text
 
     try:
         if (folder / "config.yaml").stat().st_size > 1 << 20:
             return False
-        data = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+        # the config's own safe reader: no aliases, bounded depth (a few bytes of aliases
+        # must not cost seconds here, where every folder img2img may touch is checked)
+        data = parse_yaml_text((folder / "config.yaml").read_text(encoding="utf-8"))
         if not isinstance(data, dict) or PurePosixPath(str(data.get("output_dir", ""))).name != folder.name:
             return False
         schema = _keys(from_dict(data).to_dict())
@@ -213,6 +213,19 @@ def _match(parts: tuple[str, ...], rule: _Rule) -> bool:
     return len(parts) == len(pattern) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pattern))
 
 
+#: Which folders of their own proof a folder may hold, and where: a run its exported
+#: models and its checkpoints, a checkpoint its model. Anything else with a proof of its
+#: own inside (a predictions folder in a run) is not covered by the outer folder's proof.
+NESTED = {
+    "run": {"model": ("model", "model_best"), "checkpoint": ("checkpoints/*",)},
+    "checkpoint": {"model": ("model",)},
+}
+
+
+def _may_hold(kind: str, inner: str, rel: tuple[str, ...]) -> bool:
+    return any(_match(rel, (tuple(p.split("/")), True)) for p in NESTED.get(kind, {}).get(inner, ()))
+
+
 def _walk(folder: Path, found: Proof) -> tuple[list[Path], list[Path], list[str]]:
     """Split what ``folder`` holds into (covered paths to delete, img2img's folders on the
     way, uncovered relative paths)."""
@@ -236,6 +249,8 @@ def _walk(folder: Path, found: Proof) -> tuple[list[Path], list[Path], list[str]
                 continue
             if child.is_dir() and not child.is_symlink():
                 own = proof(child)
+                if own is not None and not _may_hold(found.kind, own.kind, rel):
+                    own = None  # another kind's folder here is not part of this one
                 inner = _walk(child, own)[2] if own is not None else []
                 if own is not None and not inner:
                     covered.append(child)

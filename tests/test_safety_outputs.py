@@ -454,3 +454,44 @@ def test_what_counts_as_proof(tmp_path):
     assert ownership.proof(run) is None
     (run / "config.yaml").write_text(f"task: pix2pix\noutput_dir: {run}\n")  # a recipe, not a run's
     assert ownership.proof(run) is None
+
+
+def test_proof_is_cheap_and_strict_for_hostile_run_configs(tmp_path):
+    """A few kilobytes of YAML aliases in a config.yaml are no proof and cost nothing: the
+    config's own safe reader refuses aliases before anything expands."""
+    import time
+
+    run = tmp_path / "run"
+    run.mkdir()
+    levels = ["a0: &a0 [" + ", ".join(["x"] * 9) + "]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 8)]
+    (run / "config.yaml").write_text("\n".join(levels) + f"\noutput_dir: {run}\ntask: pix2pix\n")
+    start = time.perf_counter()
+    assert ownership.proof(run) is None
+    assert time.perf_counter() - start < 0.5
+
+
+def test_a_folder_of_another_kind_inside_is_not_covered(tmp_path):
+    """A run may hold its models and checkpoints, a checkpoint its model; another proven
+    folder inside (a predictions folder in a run, sample data in a model folder) belongs to
+    the user's work and makes img2img refuse to replace the outer one."""
+    config = load_config(None, TINY_MODEL)
+    model = save_model(tmp_path / "model", config, build_generators(config))
+    (model / "extra").mkdir()
+    ownership.mark(model / "extra", "predictions", [])
+    with pytest.raises(UserError, match="refusing to replace it"):
+        ownership.check_replaceable(model, "model")
+
+    run = tmp_path / "run"
+    (run / "preds").mkdir(parents=True)
+    ownership.mark(run, "run", ownership.RUN_ENTRIES, ownership.RUN_PATTERNS)
+    ownership.mark(run / "preds", "predictions", [])
+    before = snapshot(run)
+    with pytest.raises(UserError, match="preds"):
+        ownership.remove(run, "run")
+    assert snapshot(run) == before
+    save_model(run / "model", config, build_generators(config))  # its own model: covered
+    (run / "preds" / ownership.MARKER).unlink()
+    (run / "preds").rmdir()
+    ownership.remove(run, "run")
+    assert not run.exists()

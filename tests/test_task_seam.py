@@ -194,6 +194,18 @@ def test_the_command_line_runs_a_plugin_task(photos, tmp_path):
     assert "Traceback" not in bare.stderr
 
 
+def test_a_task_name_is_registered_once():
+    class Impostor(Task):  # same class name, another module's: not the registered one
+        name = "denoise_seam"
+
+    Impostor.__module__, Impostor.__qualname__ = "another.plugin", DenoiseTask.__qualname__
+    with pytest.raises(ValueError, match="already registered by tests.test_task_seam.DenoiseTask"):
+        register(Impostor)
+    with pytest.raises(ValueError, match="taken by a built-in task"):
+        register(type("Other", (Task,), {"name": "pix2pix", "__module__": "elsewhere"}))
+    assert register(DenoiseTask) is DenoiseTask  # the same class again is fine
+
+
 def test_an_unimportable_plugin_is_one_clear_error(tmp_path):
     env = {**os.environ, "IMG2IMG_PLUGINS": "no_such_module_here"}
     proc = subprocess.run([sys.executable, "-m", "img2img", "summary", str(REPO / "configs" / "demo" / "paired.yaml"),

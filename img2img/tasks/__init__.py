@@ -66,7 +66,7 @@ def register(cls: type[Task]) -> type[Task]:
     if name in BUILTIN and f"{cls.__module__}:{cls.__qualname__}" != BUILTIN[name]:
         raise ValueError(f"task name {name!r} is taken by a built-in task")
     other = _registered.get(name)
-    if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
+    if other is not None and (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
         raise ValueError(f"task name {name!r} is already registered by {other.__module__}.{other.__qualname__}")
     _registered[name] = cls
     return cls
@@ -119,12 +119,6 @@ def build_task(config: Config) -> Task:
 def build_generators(config: Config) -> dict[str, nn.Module]:
     """The generators of a config's task (what is exported and predicts), initialised."""
     return build_task(config).build_generators()
-
-
-def build_discriminators(config: Config) -> dict[str, nn.Module]:
-    """The discriminators of a config's task (none when ``model.discriminator.name`` is
-    ``none``), initialised."""
-    return build_task(config).build_discriminators()
 
 
 def build_networks(config: Config) -> dict[str, nn.Module]:
