@@ -66,8 +66,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-image", action="store_true", help="print a row per image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", help="also write the results as JSON to this file")
+    p.add_argument("--report", metavar="HTML",
+                   help="also write a self-contained HTML page: the metric table and, per image, "
+                   "input | output | target | baseline with its metrics, sortable by the gap to the baseline")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--fid-weights", help="local FID Inception weights file (unpaired models)")
+    p.add_argument("--lpips", choices=("off", "alex", "vgg"),
+                   help="also LPIPS v0.1 with this backbone (paired models; default: eval.lpips)")
+    p.add_argument("--lpips-weights", help="the LPIPS v0.1 linear-layer file (alex.pth or vgg.pth)")
+    p.add_argument("--lpips-backbone",
+                   help="torchvision's AlexNet/VGG16 weights file (default: imagenet, torch.hub's cache)")
     p.set_defaults(handler="img2img.evaluate:cli_eval")
 
 
@@ -77,13 +85,15 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         help="run a model on images of any size",
         description="Translate a file, a folder (recursively) or a glob; writes PNGs.",
     )
-    p.add_argument("model", help=MODEL_HELP)
+    p.add_argument("model", help=MODEL_HELP + "; or a third-party SR weights file (.pth, .safetensors) "
+                   "that spandrel recognises")
     p.add_argument("input", help="an image file, a folder or a glob pattern")
     p.add_argument("--out", required=True,
                    help="output folder (never the input folder); for one input file, also an "
                         "output file name such as result.png")
     p.add_argument("--tile", type=int, default=0, help="tile size in pixels (0: whole image)")
-    p.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles")
+    p.add_argument("--tile-overlap", type=int, default=None,
+                   help="overlap between tiles (default: what the network needs, from its receptive field)")
     p.add_argument("--batch-size", type=int, default=1,
                    help="tiles, or same-size images, per network call (default: 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -99,10 +109,18 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         description="Export a trained generator; ONNX exports are checked with ONNX Runtime.",
     )
     p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("--format", required=True, choices=("onnx", "safetensors", "torchscript"))
+    p.add_argument("--format", required=True,
+                   choices=("onnx", "onnx-raw", "safetensors", "torchscript", "hub", "sr-weights"),
+                   help="onnx: the whole model (RGB in [0, 1] of any size in and out; colour "
+                   "conversion and padding inside); onnx-raw: the network alone; hub: a model "
+                   "folder with a model card for the Hugging Face Hub; "
+                   "sr-weights: an SR generator's weights in its original code's key layout "
+                   "(.safetensors or .pth; loads in spandrel, chaiNNer, ComfyUI)")
     p.add_argument("--out", required=True, help="output file or directory")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB", help=DIRECTION_HELP)
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--half", action="store_true",
+                   help="onnx, onnx-raw: the network in float16 (input and output stay float32)")
     p.set_defaults(handler="img2img.export:cli_export")
 
 
@@ -171,6 +189,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", default="runs/demo", help="parent folder of the run directory")
     p.add_argument("--data", default="sample_data", help="sample data folder")
+    p.add_argument("--method", help="train the demo with another method's recipe (configs/demo/"
+                   "KIND_METHOD.yaml, e.g. unpaired --method cut); several, comma-separated, or "
+                   "all: each in turn, metrics side by side")
     p.add_argument("--steps", type=int, help="training steps (default: the demo's own)")
     _add_overrides(p)
     p.set_defaults(handler="img2img.demo:cli_demo")

@@ -40,7 +40,9 @@ DataParallel's ``module.`` prefix:
 
 The config must describe the reference architecture: pix2pix ``unet_256`` with
 ``norm: batch``, CycleGAN ``resnet_9blocks`` with ``norm: instance``, SRResNet
-``srresnet`` with the file's ``ngf``, ``n_blocks`` and ``data.scale``.
+``srresnet`` with the file's ``ngf``, ``n_blocks`` and ``data.scale``; ESRGAN ``rrdbnet``,
+Real-ESRGAN ``srvgg_compact`` and ``span`` likewise (their original key names are ours, but
+for SPAN's derived ``eval_conv`` entries, which are dropped; see :mod:`img2img.sr_weights`).
 
 **Value range.** img2img feeds every generator images in [-1, 1], as the pix2pix/CycleGAN
 reference does; BasicSR trains MSRResNet on [0, 1]. A BasicSR file (keys ``conv_first``
@@ -59,6 +61,7 @@ from torch import nn
 from img2img import files, model_io
 from img2img.errors import UserError
 from img2img.nets.contract import size_contract
+from img2img.sr_weights import from_original
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net_g")
 SKIPPED = ("num_batches_tracked",)
@@ -202,7 +205,7 @@ def import_reference_weights(
         config = _with_unit_range(config)
         generators = build_generators(config)
     net = generators[name]
-    mapped = map_reference_state(net, state, str(pth_path))
+    mapped = map_reference_state(net, from_original(net, state), str(pth_path))
     missing = {k: v for k, v in net.state_dict().items() if k not in mapped}
     model_io.load_state_dict_strict(net, {**missing, **mapped}, str(pth_path))
     return net.eval()

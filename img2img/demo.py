@@ -5,6 +5,11 @@ A demo is a recipe, ``configs/demo/<KIND>.yaml``: its task, networks and schedul
 ``--data`` instead). The demo builds the sample data if it is missing, trains the recipe
 on the CPU in about two minutes, evaluates the model on the held-out images beside the
 task's trivial baseline, and prints where everything is. A new demo is a new recipe.
+
+A demo may be trained by several methods: ``configs/demo/<KIND>_<NAME>.yaml`` is KIND
+with another recipe (``img2img demo unpaired --method NAME``, its task's name; the plain
+recipe is its own task's). ``--method a,b`` (or ``all``) trains each in turn, in its own
+run directory (the recipe's name), and reports their metrics side by side.
 """
 
 from __future__ import annotations
@@ -22,8 +27,34 @@ DEMO_RECIPES = Path(__file__).resolve().parents[1] / "configs" / "demo"
 
 
 def kinds() -> list[str]:
-    """The demos there are: the recipes in ``configs/demo``."""
-    return sorted(p.stem for p in DEMO_RECIPES.glob("*.yaml"))
+    """The demos there are: the recipes in ``configs/demo`` but another method's variant."""
+    stems = {p.stem for p in DEMO_RECIPES.glob("*.yaml")}
+    return sorted(s for s in stems if not any(s.startswith(k + "_") for k in stems - {s}))
+
+
+def methods(kind: str) -> dict[str, Path]:
+    """The methods demo ``kind`` can be trained by: task name -> recipe (the plain recipe
+    first, then each ``<kind>_<task>.yaml``)."""
+    import yaml
+
+    recipe = recipe_path(kind)
+    found = {}
+    for path in [recipe, *sorted(DEMO_RECIPES.glob(f"{kind}_*.yaml"))]:
+        task = (yaml.safe_load(path.read_text()) or {}).get("task")
+        found.setdefault(str(task) if task else path.stem, path)
+    return found
+
+
+def chosen_methods(kind: str, asked: str | None) -> list[str]:
+    """``--method``: one name, several separated by commas, or ``all`` (None: the plain one)."""
+    known = methods(kind)
+    if not asked:
+        return [next(iter(known))]
+    wanted = list(known) if asked.strip() == "all" else [m.strip() for m in asked.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in known]
+    if unknown or not wanted:
+        raise UserError(f"--method {asked}: demo {kind!r} is trained by {', '.join(known)} (or all)")
+    return list(dict.fromkeys(wanted))
 
 
 def recipe_path(kind: str) -> Path:
@@ -57,13 +88,14 @@ def run_demo(
     data: str | Path = "sample_data",
     steps: int | None = None,
     overrides: list[str] | None = None,
+    method: str | None = None,
 ) -> dict:
     from img2img.data.sample import build_sample_data
     from img2img.engine import Trainer
 
-    recipe = recipe_path(kind)
+    recipe = methods(kind)[method] if method else recipe_path(kind)
     data_root = build_sample_data(Path(data))
-    run_dir = Path(out) / kind
+    run_dir = Path(out) / recipe.stem
     subset = Path(load_config(recipe).data.root).name  # sample_data/<set> in the recipe
     settings = [f"data.root={data_root / subset}", f"output_dir={run_dir}"]
     if steps is not None:
@@ -112,13 +144,47 @@ def _report(kind: str, summary: dict) -> None:
                 b_txt = f"{b:.4f}" if b is not None else "n/a"
                 lines.append(f"  {key:7s} model {model[key]:.4f}   baseline {b_txt}{diff}")
     elif summary.get("metrics") == "distribution":
-        lines.append("  (no paired targets: this task is scored by FID/KID, which need "
-                     "eval.fid_weights; see the samples)")
+        lines.append(f"  (no paired targets: this task is scored by FID/KID, which need {fid_hint()}; "
+                     "meanwhile see the samples)")
     lines.append(f"  predict with  : img2img predict {run_dir} IMAGE_OR_FOLDER --out predictions")
     print("\n".join(lines))
 
 
+def fid_hint() -> str:
+    """Where FID weights come from and how the demo takes them."""
+    from img2img.metrics.fid import FID_WEIGHTS_NAME, FID_WEIGHTS_URL
+
+    return (f"the FID Inception weights: download {FID_WEIGHTS_NAME} (about 92 MB) from "
+            f"{FID_WEIGHTS_URL} and add eval.fid_weights=PATH to the demo's command")
+
+
+def _side_by_side(kind: str, summaries: dict[str, dict]) -> None:
+    """The metrics of several methods of one demo, one row each, and the baseline's."""
+    results = {m: s.get("eval") for m, s in summaries.items() if "stopped_at" not in s}
+    scored = {m: r for m, r in results.items() if r and r.get("model")}
+    if not scored:
+        print(f"\n{', '.join(summaries)} side by side: no metrics; unpaired demos need {fid_hint()}")
+        return
+    keys = [k for k in METRICS if any(k in r["model"] for r in scored.values())]
+    baseline = next(iter(scored.values())).get("baseline", {})
+    rows = [(m, r["model"]) for m, r in scored.items()] + ([("baseline", baseline)] if baseline else [])
+    print(f"\ndemo '{kind}' side by side (held-out images; " + ", ".join(
+        f"{k} {'higher' if METRICS[k] else 'lower'} is better" for k in keys) + "):")
+    print("  " + "method".ljust(10) + "".join(k.rjust(12) for k in keys))
+    for name, values in rows:
+        print("  " + name.ljust(10) + "".join(
+            (f"{values[k]:.4f}" if k in values else "n/a").rjust(12) for k in keys))
+
+
 def cli_demo(args) -> int:
-    summary = run_demo(args.kind, args.out, args.data, args.steps, args.overrides)
-    _report(args.kind, summary)
+    chosen = chosen_methods(args.kind, getattr(args, "method", None))
+    summaries = {}
+    for method in chosen:
+        summaries[method] = run_demo(args.kind, args.out, args.data, args.steps, args.overrides, method)
+        plain = method == next(iter(methods(args.kind)))
+        _report(args.kind if plain else f"{args.kind} --method {method}", summaries[method])
+        if "stopped_at" in summaries[method]:
+            return 0
+    if len(chosen) > 1:
+        _side_by_side(args.kind, summaries)
     return 0

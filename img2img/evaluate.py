@@ -15,6 +15,7 @@ ones a single process computes.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,13 +47,23 @@ def _progress(iterable, enabled: bool, desc: str):
 
 
 class _PairedScores:
-    """PSNR/SSIM of the model's predictions and of the baseline against the targets."""
+    """PSNR/SSIM (and LPIPS when ``lpips_net`` is given) of the model's predictions and of
+    the baseline against the targets. LPIPS sees whole images at uint8 levels (as BasicSR's
+    ``calculate_lpips.py`` scores saved images; no ``crop_border``)."""
 
-    def __init__(self, crop_border: int) -> None:
+    def __init__(self, crop_border: int, lpips_net: torch.nn.Module | None = None) -> None:
         self.crop_border = crop_border
         self.model = ImageMetrics(crop_border=crop_border)
         self.baseline = ImageMetrics(crop_border=crop_border)
         self.too_small: list[str] = []
+        self.lpips_net = lpips_net
+        self.lpips: dict[str, dict[str, float]] = {"model": {}, "baseline": {}}
+
+    def _lpips(self, result: dict[str, torch.Tensor], name: str) -> None:
+        for which, key in (("model", "pred"), ("baseline", "baseline")):
+            if key in result:
+                pred = (result[key].float() * 255).round() / 255
+                self.lpips[which][name] = float(self.lpips_net(pred, result["target"].float())[0])
 
     def update(self, result: dict[str, torch.Tensor], name: str) -> None:
         h, w = result["target"].shape[-2:]
@@ -64,10 +75,12 @@ class _PairedScores:
         self.model.update(result["pred"].double(), target, names=[name])
         if "baseline" in result:
             self.baseline.update(result["baseline"].double(), target, names=[name])
+        if self.lpips_net is not None:
+            self._lpips(result, name)
 
     def result(self, gather: Gather) -> dict[str, Any]:
         """Means over every process's images (each process gets the same numbers)."""
-        states = gather((self.model.state(), self.baseline.state(), self.too_small))
+        states = gather((self.model.state(), self.baseline.state(), self.too_small, self.lpips))
         small = [entry for s in states for entry in s[2]]
         if small:
             raise UserError(
@@ -90,7 +103,20 @@ class _PairedScores:
                         row["baseline"] = {k: v for k, v in base.items() if k != "name"}
         for which in ("model", "baseline"):
             out[which].pop("images", None)
+        if self.lpips_net is not None:
+            _add_lpips(out, [s[3] for s in states])
         return out
+
+
+def _add_lpips(out: dict[str, Any], gathered: list[dict[str, dict[str, float]]]) -> None:
+    """Every process's per-image LPIPS (an image counted once) into the means and rows."""
+    for which in ("model", "baseline"):
+        values = {name: v for part in gathered for name, v in part[which].items()}
+        if values and out[which]:
+            out[which]["lpips"] = math.fsum(values.values()) / len(values)
+        for row in out["per_image"]:
+            if row["name"] in values:
+                (row if which == "model" else row.setdefault("baseline", {}))["lpips"] = values[row["name"]]
 
 
 class _DistributionScores:
@@ -150,18 +176,23 @@ def evaluate(
     max_images: int = 0,
     feature_net: torch.nn.Module | None = None,
     progress: bool = False,
+    lpips_net: torch.nn.Module | None = None,
+    keep: Callable[[str, dict[str, torch.Tensor]], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate generators ``G`` (in eval mode) on ``dataset`` (whole images, one at a time).
 
     Returns ``{"model": {metric: mean}, "baseline": {metric: mean}, "per_image": [...],
     "images": n}``. A paired task reports PSNR/SSIM; an unpaired one ``fid``/``kid``
     (only when ``feature_net`` is given) between its outputs and its reference images,
+    and a paired one ``lpips`` too when ``lpips_net`` (:mod:`img2img.metrics.lpips`) is given,
     each used once (``images`` is then ``{"A": inputs, "B": references}``). An image too
-    small for SSIM after ``crop_border`` is a UserError on every process.
+    small for SSIM after ``crop_border`` is a UserError on every process. ``keep(name,
+    images)``, when given, sees each sample's result and its input (``input``: the task's
+    :meth:`~img2img.tasks.base.Task.eval_input`), as the evaluation report keeps them.
     """
     count = task.eval_count(dataset)
     count = min(max_images, count) if max_images else count
-    paired = _PairedScores(crop_border)
+    paired = _PairedScores(crop_border, lpips_net)
     distribution = None
     if feature_net is not None and task.eval_references(dataset) is not None:
         distribution = _DistributionScores(feature_net)
@@ -169,6 +200,8 @@ def evaluate(
         for i in _progress(range(rank, count, world_size), progress, "eval"):
             batch, name = task.eval_batch(dataset, i, device)
             result = task.evaluate_batch(G, batch)
+            if keep is not None:
+                keep(name, {**result, "input": task.eval_input(batch)})
             if "target" in result:
                 paired.update(result, name)
             if distribution is not None and "fake" in result:
@@ -225,6 +258,20 @@ def _write_json(out: Path, result: dict) -> None:
         raise UserError(f"--out {out}: cannot write the results ({err.strerror or err})") from None
 
 
+def _lpips_net(args, config, task, device) -> torch.nn.Module | None:
+    """The LPIPS metric ``--lpips`` (else ``eval.lpips``) asks for, with its files."""
+    kind = args.lpips or config.eval.lpips
+    if kind == "off" or (not task.paired and not args.lpips):
+        return None
+    if not task.paired:
+        raise UserError(f"--lpips: LPIPS compares predictions with targets; a {config.task} model "
+                        "is evaluated with FID/KID")
+    from img2img.metrics.lpips import load_lpips
+
+    return load_lpips(kind, args.lpips_weights or config.eval.lpips_weights,
+                      args.lpips_backbone or config.eval.lpips_backbone, device)
+
+
 def cli_eval(args) -> int:
     from img2img.inference import find_model, resolve_device
     from img2img.model_io import load_model
@@ -234,6 +281,7 @@ def cli_eval(args) -> int:
     if args.crop_border is not None and args.crop_border < 0:
         raise UserError(f"--crop-border must be 0 or more, got {args.crop_border}")
     out = writable_parent(Path(args.out).expanduser()) if args.out else None
+    report = writable_parent(Path(args.report).expanduser()) if getattr(args, "report", None) else None
     device = resolve_device(args.device)
     model_dir = find_model(args.model)
     config, generators = load_model(model_dir, device=str(device))
@@ -250,8 +298,12 @@ def cli_eval(args) -> int:
 
         feature_net = load_fid_inception(args.fid_weights or config.eval.fid_weights, device=device)
     crop_border = args.crop_border if args.crop_border is not None else task.crop_border()
+    from img2img.report import ReportImages, write_eval_report
+
+    images = ReportImages() if report is not None else None
     result = evaluate(task, generators, dataset, device, crop_border=crop_border,
-                      feature_net=feature_net, progress=True)
+                      feature_net=feature_net, progress=True, lpips_net=_lpips_net(args, config, task, device),
+                      keep=images.add if images is not None else None)
     for row in result["per_image"]:
         path = Path(row["name"])
         if path.is_relative_to(data_dir):
@@ -260,6 +312,8 @@ def cli_eval(args) -> int:
                   crop_border=crop_border, baseline_name=task.baseline)
     if out is not None:
         _write_json(out, result)
+    if report is not None:
+        write_eval_report(report, result, images, task, data_dir)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -1,4 +1,4 @@
-"""Loss functions: GAN objectives, gradient penalties, pixel and perceptual losses.
+"""Loss functions: GAN objectives, gradient penalties, pixel and perceptual losses, PatchNCE.
 
 Every function returns an unweighted scalar; the task multiplies it by its weight from
 ``loss.*`` (``gan_weight``, ``pixel_weight``, ``gp_weight``, ``d_loss_scale`` ...).
@@ -15,6 +15,15 @@ lsgan      (r - 1)^2 + f^2                         (f - 1)^2
 wgangp     -r + f                                  -f
 hinge      relu(1 - r) + relu(1 + f)               -f
 =========  ======================================  ==============================
+
+``ragan``: D pays softplus(-(r - E[f])) + softplus(f - E[r]), G pays (softplus(r - E[f]) +
+softplus(-(f - E[r]))) / 2. It is ESRGAN's relativistic average GAN (Jolicoeur-Martineau 2018; Wang et al.
+2018, eq. 1-2) with BCE, as BasicSR's ``ESRGANModel``: D judges whether a real image is
+more realistic than the average fake and a fake less than the average real; E[.] is the
+mean over all elements of the batch's logit map (a per-pixel map, e.g. ``unet_sn``'s, is
+averaged as a whole). In D's terms the other side's mean carries no gradient (BasicSR
+detaches it); G's loss needs D's logits on the real images too
+(:meth:`GANLoss.generator_loss` with ``real_logits``), taken without gradient.
 
 The discriminator loss is the plain sum of its real and fake terms
 (:meth:`GANLoss.discriminator_terms` gives them apart, for logging); the reference code
@@ -47,6 +56,11 @@ def _average(values: list[torch.Tensor]) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- GAN
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Mean binary cross-entropy of ``logits`` against a constant label."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
 class GANLoss:
@@ -85,14 +99,33 @@ class GANLoss:
             return -x.mean()
         return self._real_term(x)  # vanilla, lsgan: fool D into calling fakes real
 
-    def generator_loss(self, fake_logits: Logits) -> torch.Tensor:
-        """G's adversarial loss on D's logits for generated images."""
-        return _average([self._generator_term(x) for x in _as_list(fake_logits)])
+    @property
+    def relativistic(self) -> bool:
+        """Whether G's loss needs D's logits on real images (``ragan``)."""
+        return self.mode == "ragan"
+
+    def generator_loss(self, fake_logits: Logits, real_logits: Logits | None = None) -> torch.Tensor:
+        """G's adversarial loss on D's logits for generated images (and, for ``ragan``,
+        for the real ones, which are detached here)."""
+        if not self.relativistic:
+            return _average([self._generator_term(x) for x in _as_list(fake_logits)])
+        if real_logits is None:
+            raise ValueError("GANLoss('ragan').generator_loss needs real_logits")
+        terms = []
+        for r, f in zip(_as_list(real_logits), _as_list(fake_logits)):
+            r, f = r.detach().float(), f.float()
+            terms.append((_bce(r - f.mean(), 0.0) + _bce(f - r.mean(), 1.0)) / 2)
+        return _average(terms)
 
     def discriminator_terms(
         self, real_logits: Logits, fake_logits: Logits
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """D's (real term, fake term), each averaged over scales; for separate logging."""
+        if self.relativistic:
+            pairs = list(zip(_as_list(real_logits), _as_list(fake_logits)))
+            real = _average([_bce(r.float() - f.detach().float().mean(), 1.0) for r, f in pairs])
+            fake = _average([_bce(f.float() - r.detach().float().mean(), 0.0) for r, f in pairs])
+            return real, fake
         real = _average([self._real_term(x) for x in _as_list(real_logits)])
         fake = _average([self._fake_term(x) for x in _as_list(fake_logits)])
         return real, fake
@@ -175,6 +208,32 @@ def pixel_loss(name: str) -> nn.Module:
     if name == "charbonnier":
         return CharbonnierLoss()
     raise ConfigError(f"loss.pixel: invalid value {name!r}; allowed: {'|'.join(PIXEL_LOSSES)}")
+
+
+# --------------------------------------------------------------------------- PatchNCE
+
+
+def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, images: int, temperature: float = 0.07) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020, eq. 2-3, as the CUT reference's ``PatchNCELoss``): each
+    query patch must pick its own key (the input's patch at the same place) among the keys
+    of the other patches of the *same image*, by cross-entropy over the similarities
+    divided by ``temperature``.
+
+    ``query`` and ``key`` are (``images`` * P) x C, image after image, unit length (what
+    :class:`~img2img.nets.projection.PatchProjectionHead` gives). A query's own position
+    among the negatives is masked with the similarity -10 before the division, as in the
+    reference. The keys carry no gradient. Returns the mean over all query patches, in
+    float32.
+    """
+    q = query.float().reshape(images, -1, query.shape[-1])
+    k = key.detach().float().reshape(images, -1, key.shape[-1])
+    positive = (q * k).sum(-1, keepdim=True)  # images x P x 1
+    negative = torch.bmm(q, k.transpose(1, 2))  # images x P x P: other patches of the same image
+    same = torch.eye(q.shape[1], dtype=torch.bool, device=q.device)
+    negative = negative.masked_fill(same, -10.0)
+    logits = torch.cat([positive, negative], dim=2).flatten(0, 1) / temperature
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, target)
 
 
 # --------------------------------------------------------------------------- perceptual

@@ -225,7 +225,7 @@ def test_cross_key_rules():
         build_task(load_config(None, ["task=colorization", "model.in_channels=3"]))
     with pytest.raises(ConfigError, match="the srgan task needs srresnet"):
         build_task(load_config(None, ["task=srgan"]))
-    with pytest.raises(ConfigError, match="eval.metric: psnr needs paired targets; the cyclegan task evaluates fid or kid"):
+    with pytest.raises(ConfigError, match="eval.metric: psnr needs paired targets; the cyclegan task evaluates fid or kid: set eval.metric=fid"):
         build_task(load_config(None, ["task=cyclegan", "eval.every=10"]))
     with pytest.raises(ConfigError, match="step scheduler needs at least one milestone"):
         load_config(None, ["train.scheduler=step"])

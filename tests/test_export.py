@@ -1,4 +1,6 @@
-"""``img2img export``: ONNX (against ONNX Runtime at two sizes), TorchScript, safetensors."""
+"""``img2img export``: the self-contained ONNX model (against predict at odd sizes, float32
+and float16), the bare network (onnx-raw, against PyTorch at two sizes), TorchScript,
+safetensors."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ TINY = {
              "model.generator.ngf=8"],
     "resnet": ["task=cyclegan", "model.generator.name=resnet", "model.generator.n_blocks=1",
                "model.generator.ngf=8"],
+    "resnet_instance": ["task=cyclegan", "model.generator.name=resnet", "model.generator.n_blocks=2",
+                        "model.generator.ngf=8", "model.generator.norm=instance"],
     "srresnet": ["task=srgan", "model.generator.name=srresnet", "model.generator.n_blocks=1",
                  "model.generator.ngf=8", "data.scale=3"],
     "colorization": ["task=colorization", "model.generator.name=unet",
@@ -52,9 +56,9 @@ def _torch_out(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", ["unet", "resnet", "srresnet"])
-def test_onnx_matches_pytorch_at_two_sizes(models, kind, tmp_path, capsys):
+def test_onnx_raw_matches_pytorch_at_two_sizes(models, kind, tmp_path, capsys):
     out = tmp_path / f"{kind}.onnx"
-    assert main(["export", str(models[kind]), "--format", "onnx", "--out", str(out)]) == 0
+    assert main(["export", str(models[kind]), "--format", "onnx-raw", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "ONNX Runtime check: max |onnx - torch| =" in printed
     model = onnx.load(str(out))
@@ -72,9 +76,9 @@ def test_onnx_matches_pytorch_at_two_sizes(models, kind, tmp_path, capsys):
         assert np.abs(got - expected).max() < TOLERANCE
 
 
-def test_onnx_cyclegan_direction_and_colorization(models, tmp_path, capsys):
+def test_onnx_raw_cyclegan_direction_and_colorization(models, tmp_path, capsys):
     out = tmp_path / "b2a.onnx"
-    assert main(["export", str(models["resnet"]), "--format", "onnx", "--direction", "BtoA",
+    assert main(["export", str(models["resnet"]), "--format", "onnx-raw", "--direction", "BtoA",
                  "--out", str(out), "--opset", "18"]) == 0
     g_b = load(models["resnet"], direction="BtoA").net
     x = np.random.default_rng(1).uniform(-1, 1, (1, 3, 24, 32)).astype(np.float32)
@@ -84,7 +88,7 @@ def test_onnx_cyclegan_direction_and_colorization(models, tmp_path, capsys):
 
     col = tmp_path / "exports"
     col.mkdir()
-    assert main(["export", str(models["colorization"]), "--format", "onnx", "--out", str(col)]) == 0
+    assert main(["export", str(models["colorization"]), "--format", "onnx-raw", "--out", str(col)]) == 0
     (path,) = col.glob("*.onnx")  # a folder gets <task>_<generator>.onnx
     model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
@@ -96,6 +100,50 @@ def test_onnx_cyclegan_direction_and_colorization(models, tmp_path, capsys):
     assert ab.shape == (2, 2, 16, 24)
     assert np.abs(ab - _torch_out(load(models["colorization"]).net, lum)).max() < TOLERANCE
     capsys.readouterr()
+
+
+ODD_SIZES = [(1, 1), (7, 13), (67, 45), (301, 197)]
+
+
+@pytest.mark.parametrize("kind", ["unet", "resnet", "resnet_instance", "srresnet", "colorization"])
+def test_onnx_is_the_whole_model_at_any_size(models, kind, tmp_path, capsys):
+    """RGB (or grey) in [0, 1] of any size in, what predict gives (before 8-bit
+    quantisation) out: padding, colour conversion and crop are inside the graph."""
+    out = tmp_path / f"{kind}.onnx"
+    assert main(["export", str(models[kind]), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ONNX Runtime check against img2img predict: max |onnx - predict| =" in printed
+    assert "at 1x3x301x197" in printed and "at 1x1x23x17" in printed
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    translator = load(models[kind], device="cpu")
+    rng = np.random.default_rng(5)
+    for n, c, (h, w) in [(1, 3, s) for s in ODD_SIZES] + [(3, 3, (9, 70)), (2, 1, (30, 5))]:
+        x = rng.random((n, c, h, w), dtype=np.float32)
+        got = session.run(None, {"input": x})[0]
+        expected = translator(torch.from_numpy(x)).numpy()  # predict before quantisation
+        assert got.shape == (n, 3, h * translator.scale, w * translator.scale)
+        assert np.abs(got - expected).max() < TOLERANCE, (kind, x.shape)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["padding"] == "inside the graph" and "[0, 1]" in meta["input"]
+
+
+def test_onnx_half_is_float16_and_within_1e_2(models, tmp_path, capsys):
+    full, half = tmp_path / "full.onnx", tmp_path / "half.onnx"
+    assert main(["export", str(models["resnet"]), "--format", "onnx", "--out", str(full)]) == 0
+    assert main(["export", str(models["resnet"]), "--format", "onnx", "--half", "--out", str(half)]) == 0
+    assert "float16 network, float32 in and out" in capsys.readouterr().out
+    kinds = {onnx.TensorProto.DataType.Name(t.data_type) for t in onnx.load(str(half)).graph.initializer
+             if len(t.dims) == 4}  # the convolution weights
+    assert kinds == {"FLOAT16"} and half.stat().st_size < 0.7 * full.stat().st_size
+    x = np.random.default_rng(6).random((1, 3, 45, 67), dtype=np.float32)
+    got = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert got.dtype == np.float32
+    assert np.abs(got - load(models["resnet"])(torch.from_numpy(x)).numpy()).max() < 1e-2
+    raw = tmp_path / "raw16.onnx"
+    assert main(["export", str(models["srresnet"]), "--format", "onnx-raw", "--half", "--out", str(raw)]) == 0
+    assert main(["export", str(models["srresnet"]), "--format", "torchscript", "--half", "--out",
+                 str(tmp_path / "x.pt")]) == 2
+    assert "--half applies to --format onnx and onnx-raw" in capsys.readouterr().err
 
 
 def test_onnx_export_refuses_a_wrong_result(models, tmp_path):

@@ -334,9 +334,9 @@ def test_load_errors_are_clear(tmp_path):
         load("no-such-owner/no-such-model-xyz")
     with pytest.raises(UserError, match="Hugging Face Hub.*HF_HUB_OFFLINE"):
         load("hf://no-such-owner/no-such-model-xyz")
-    pth = tmp_path / "latest_net_G.pth"
+    pth = tmp_path / "latest_net_G.pth"  # weights files go to spandrel (weights only)
     torch.save({"w": torch.zeros(1)}, pth)
-    with pytest.raises(UserError, match="never loaded directly"):
+    with pytest.raises(UserError, match="latest_net_G.pth: spandrel recognises no architecture"):
         load(pth)
     with pytest.raises(UserError, match="smaller than the tile"):
         Translator(*model_io.load_model(make_model(tmp_path / "m", "unet")), tile=32,

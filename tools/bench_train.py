@@ -17,6 +17,21 @@ Cases (full-size networks with their default init; speed does not depend on the 
   128 px HR patches (32 px LR).
 - ``colorization``: ``unet_256`` from L (1 channel) to ab (2 channels) + PatchGAN, batch 1
   and 16, 256 px.
+- ``cut``, ``fastcut``: CUT's recipe (``resnet_9blocks_aa`` + ``patchgan_aa``, LSGAN,
+  PatchNCE on 5 layers x 256 patches with the projection head; CUT with the identity
+  term), batch 1, 256 px; ``cut_strided``: CUT with strided convolutions instead of
+  blur-pool (``antialias: false``, ``patchgan``). Each row also gives its step time and
+  step memory over CycleGAN's at the same batch, size and mode (``vs_cyclegan_ms``,
+  ``vs_cyclegan_mem``).
+- ``realesrgan``: Real-ESRGAN x4plus's GAN stage: RRDBNet x4 + ``unet_sn`` + VGG19
+  pre-activation perceptual loss (``vgg_weights: none``), batch 12 of 256 px HR crops cut
+  from 400 px ones after the on-device degradation made their LR (inside the step).
+- ``realesrnet_compact``: the compact network of realesr-general-x4v3 (64 features, 32
+  convs), L1 only, on the same degradation: the step where the degradation weighs most.
+
+Every row also times the task's ``prepare`` alone on the same batches (``prepare_ms``,
+``prepare_cpu_ms``) and its part of the step (``prepare_share``, ``prepare_cpu_share``):
+a copy to the device for most tasks, the whole real-world degradation for realesrgan.
 
 Modes (``--modes``; all keep the task's losses and its order of updates):
 
@@ -82,7 +97,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench_train_config import MODES, TASKS
+from bench_train_config import CUT_CASES, MODES, TASKS
 
 FULL_MODES = ("fp32", "fast", "fast+compile")
 QUICK_MODES = ("fp32", "fast")
@@ -143,6 +158,24 @@ def run(opts) -> list[dict]:
     for case in cases(opts):
         row = {k: case[k] for k in ("task", "batch", "size", "mode", "device")}
         rows.append({**row, **run_case_subprocess(case)})
+    return versus_cyclegan(rows)
+
+
+def versus_cyclegan(rows: list[dict]) -> list[dict]:
+    """Add to each CUT and FastCUT row its step time and step memory over CycleGAN's at the
+    same batch, size, mode and device (``vs_cyclegan_ms``, ``vs_cyclegan_mem``: below 1
+    is less). Step memory is ``cuda_peak_mb`` on CUDA, else ``added_mb`` (the process's
+    peak over its size before the first step: activations, gradients, Adam's moments)."""
+    def key(row):
+        return tuple(row.get(k) for k in ("batch", "size", "mode", "device"))
+
+    cyclegan = {key(r): r for r in rows if r["task"] == "cyclegan" and "ms_per_step" in r}
+    for row in rows:
+        ref = cyclegan.get(key(row))
+        if row["task"] in CUT_CASES and ref and "ms_per_step" in row:
+            mem = "cuda_peak_mb" if "cuda_peak_mb" in row else "added_mb"
+            row["vs_cyclegan_ms"] = row["ms_per_step"] / ref["ms_per_step"]
+            row["vs_cyclegan_mem"] = row[mem] / max(ref[mem], 1e-9)
     return rows
 
 

@@ -13,6 +13,10 @@ from pathlib import Path
 #: at (task, batch, size). Source: /work/shared/DESIGN.md, "Facts of the machines".
 REFERENCE_STEP_S = {("pix2pix", 1, 256): 0.83, ("cyclegan", 1, 256): 11.4}
 
+#: The CUT cases, compared with CycleGAN's, and every case trained on unpaired data.
+CUT_CASES = ("cut", "fastcut", "cut_strided")
+UNPAIRED = ("cyclegan", *CUT_CASES)
+
 TASKS = {
     "pix2pix": {
         "overrides": [
@@ -33,6 +37,22 @@ TASKS = {
         ],
         "batches": (1, 8), "size": 256, "quick_batch": 1,
     },
+    # CUT and FastCUT as configs/cut/horse2zebra*.yaml: anti-aliased ResNet-9 + anti-aliased
+    # PatchGAN, LSGAN, PatchNCE on 5 layers x 256 patches, no image pool; cut_strided is CUT
+    # with the switch to strided convolutions (generator and PatchGAN). Side by side with
+    # CycleGAN at the same size (the vs_cyclegan_* columns).
+    **{case: {
+        "overrides": [
+            "task=cut", f"task_options.mode={case.split('_')[0]}", "model.generator.name=resnet_9blocks_aa",
+            "model.generator.norm=instance", "model.generator.dropout=false", "model.generator.init=xavier",
+            f"model.generator.antialias={'false' if case.endswith('strided') else 'true'}",
+            f"model.discriminator.name={'patchgan' if case.endswith('strided') else 'patchgan_aa'}",
+            "model.discriminator.n_layers=3", "model.discriminator.norm=instance",
+            "model.discriminator.init=xavier", "loss.gan_mode=lsgan", "loss.d_loss_scale=0.5",
+            "loss.pool_size=0", "eval.metric=fid",
+        ],
+        "batches": (1,), "size": 256, "quick_batch": 1,
+    } for case in CUT_CASES},
     "srgan": {
         "overrides": [
             "task=srgan", "model.generator.name=srresnet", "data.scale=4",
@@ -43,6 +63,30 @@ TASKS = {
             "eval.metric=psnr_y",
         ],
         "batches": (16,), "size": 128, "quick_batch": 2,
+    },
+    # Real-ESRGAN x4plus, GAN stage: RRDBNet + U-Net discriminator (spectral norm) + VGG19
+    # pre-activation perceptual loss; its LR is made on the device by the second-order
+    # degradation inside the step (the task's prepare), from 400 px crops for 256 px ones.
+    "realesrgan": {
+        "overrides": [
+            "task=realesrgan", "model.generator.name=rrdbnet", "data.scale=4",
+            "model.discriminator.name=unet_sn", "loss.pixel=l1", "loss.pixel_weight=1",
+            "loss.perceptual_weight=1", "loss.vgg_weights=none", "loss.gan_mode=vanilla",
+            "loss.perceptual_layers={conv1_2: 0.1, conv2_2: 0.1, conv3_4: 1, conv4_4: 1, conv5_4: 1}",
+            "loss.gan_weight=0.1", "loss.d_loss_scale=1", "train.betas=[0.9,0.99]", "eval.metric=psnr",
+        ],
+        "batches": (12,), "size": 256, "quick_batch": 2,
+    },
+    # The compact network of realesr-general-x4v3 (64 features, 32 convs), L1 only (the
+    # Real-ESRNet stage) on the same degradation: the step where the degradation weighs most.
+    "realesrnet_compact": {
+        "overrides": [
+            "task=realesrgan", "model.generator.name=srvgg_compact", "model.generator.ngf=64",
+            "model.generator.n_blocks=32", "data.scale=4", "model.discriminator.name=none",
+            "loss.pixel=l1", "loss.pixel_weight=1", "loss.gan_weight=0", "train.betas=[0.9,0.99]",
+            "eval.metric=psnr",
+        ],
+        "batches": (12,), "size": 256, "quick_batch": 2,
     },
     "colorization": {
         "overrides": [
@@ -97,7 +141,7 @@ def make_data(root: Path, task: str, size: int, count: int = 2) -> Path:
         img = _smooth_image(rng, size, size)
         if task == "pix2pix":
             files = {f"train/{i}.png": np.concatenate([255 - img, img], axis=1)}
-        elif task == "cyclegan":
+        elif task in UNPAIRED:
             files = {f"trainA/{i}.png": img, f"trainB/{i}.png": np.ascontiguousarray(img[..., ::-1])}
         else:
             files = {f"train/{i}.png": img}
@@ -117,6 +161,12 @@ def network_overrides(task: str, size: int) -> tuple[list[str], str]:
         return ["model.generator.name=unet", f"model.generator.num_downs={downs}"], f"unet({downs} downs)"
     if task == "cyclegan":
         return [], "resnet_9blocks"
+    if task in UNPAIRED:
+        return [], "resnet_9blocks_aa" + (" (strided)" if task.endswith("strided") else "")
+    if task.startswith("realesr"):
+        pad = 4 * round(size * 400 / 256 / 4)  # Real-ESRGAN degrades 400 px crops for 256 px ones
+        label = "srvgg_compact_x4" if task.endswith("compact") else "rrdbnet_x4+unet_sn"
+        return [f"data.gt_size={size}", f"task_options.crop_pad_size={pad}"], label
     return [f"data.gt_size={size}"], "srresnet_x4"
 
 

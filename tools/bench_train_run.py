@@ -41,6 +41,8 @@ def run_case(case: dict) -> dict:
             torch.cuda.reset_peak_memory_stats()
         times, cpu, warmup_s = _time_steps(train_step, batches, case, cuda)
         row = _row(case, times, cpu, warmup_s, rss_before, cuda)
+        if mode != "classic":
+            row.update(_time_prepare(trainer, batches, len(times), cuda, row))
         row["load1"] = load1
     return row
 
@@ -86,6 +88,26 @@ def _time_steps(train_step, batches, case: dict, cuda: bool) -> tuple[list[float
         if budget and len(times) >= 2 and sum(times) > budget:
             break
     return times, cpu, warmup_s
+
+
+def _time_prepare(trainer, batches, count: int, cuda: bool, row: dict) -> dict:
+    """The task's ``prepare`` alone on the same batches, ``count`` times: what the step
+    spends making its batch on the device (a copy for most tasks; the real-world
+    degradation that makes the LR for the realesrgan task). ``prepare_share`` is its part
+    of the step (the step includes it), by wall and by CPU time."""
+    times, cpu = [], 0.0
+    channels_last = trainer.config.train.channels_last
+    for _ in range(max(count, 2)):
+        batch = next(batches)
+        c0, t0 = time.process_time(), time.perf_counter()
+        trainer.task.prepare(batch, trainer.device, channels_last)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        cpu += time.process_time() - c0
+    ms, cpu_ms = 1000 * statistics.median(times), 1000 * cpu / len(times)
+    return {"prepare_ms": ms, "prepare_cpu_ms": cpu_ms, "prepare_share": ms / row["ms_per_step"],
+            "prepare_cpu_share": cpu_ms / max(row["cpu_ms_per_step"], 1e-9)}
 
 
 def _row(case: dict, times: list[float], cpu: float, warmup_s: float, rss_before: float,

@@ -72,12 +72,16 @@ def section_schema(cls: type) -> dict[str, Any]:
 
 def field_docs(cls: type) -> dict[str, str]:
     """The ``#:`` comment lines right above each field of a dataclass, by field name
-    (none when its source cannot be read)."""
+    (none when its source cannot be read); a dataclass that extends another keeps the
+    comments of the fields it inherits."""
+    docs: dict[str, str] = {}
+    for base in cls.__mro__[1:]:
+        if dataclasses.is_dataclass(base):
+            docs.update(field_docs(base))
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
-        return {}
-    docs: dict[str, str] = {}
+        return docs
     pending: list[str] = []
     for line in lines:
         text = line.strip()

@@ -17,7 +17,8 @@ import yaml
 
 #: Every metric evaluation reports, in display order, and whether higher is better. The
 #: best model and the plateau schedule follow ``eval.metric``'s direction.
-METRICS = {"psnr": True, "ssim": True, "psnr_y": True, "ssim_y": True, "fid": False, "kid": False}
+METRICS = {"psnr": True, "ssim": True, "psnr_y": True, "ssim_y": True, "fid": False, "kid": False,
+           "lpips": False}
 GENERATORS = (
     "unet_128",
     "unet_256",
@@ -25,13 +26,18 @@ GENERATORS = (
     "resnet_6blocks",
     "resnet_9blocks",
     "resnet",
+    "resnet_9blocks_aa",
+    "resnet_aa",
     "srresnet",
     "srresnet_bn",
+    "rrdbnet",
+    "srvgg_compact",
+    "span",
 )
-DISCRIMINATORS = ("patchgan", "pixelgan", "multiscale", "vgg", "none")
+DISCRIMINATORS = ("patchgan", "patchgan_aa", "pixelgan", "multiscale", "vgg", "unet_sn", "vgg128", "none")
 NORMS = ("batch", "instance", "none", "spectral")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
-GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
+GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge", "ragan")
 PIXEL_LOSSES = ("l1", "mse", "charbonnier")
 SCHEDULERS = ("constant", "linear", "step", "cosine", "plateau")
 PREPROCESS = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
@@ -69,7 +75,8 @@ class GeneratorConfig:
     dropout: bool = True
     #: Depth of the plain unet (downsamplings).
     num_downs: int = field(default=8, metadata={"min": 1, "max": 12})
-    #: Residual blocks of resnet (unset: 9) and the SRResNets (unset: 16).
+    #: Residual blocks of resnet (unset: 9) and the SRResNets (unset: 16); RRDBs of
+    #: rrdbnet (unset: 23); body convs of srvgg_compact (unset: 16).
     n_blocks: int | None = field(default=None, metadata={"min": 0, "max": 256})
     #: ResNet padding.
     padding: str = field(default="reflect", metadata=_choices("reflect", "replicate", "zero"))
@@ -80,6 +87,9 @@ class GeneratorConfig:
     #: SRResNets only: unit runs the layers on [0, 1] images (BasicSR weights); images
     #: stay [-1, 1] outside.
     value_range: str = field(default="signed", metadata=_choices("signed", "unit"))
+    #: resnet_aa only: blur-pool (anti-aliased) down- and upsampling, as CUT; false:
+    #: strided and transposed convolutions.
+    antialias: bool = True
 
 
 @dataclass
@@ -262,6 +272,12 @@ class EvalConfig:
     crop_border: int | None = field(default=None, metadata={"min": 0})
     #: A local FID Inception weights file, for fid/kid.
     fid_weights: str | None = None
+    #: LPIPS v0.1 of paired predictions with this backbone (off: not computed).
+    lpips: str = field(default="off", metadata=_choices("off", "alex", "vgg"))
+    #: The LPIPS v0.1 linear-layer file of that backbone (alex.pth or vgg.pth).
+    lpips_weights: str | None = None
+    #: The LPIPS backbone: imagenet (torchvision's file, from torch.hub's cache) or a file.
+    lpips_backbone: str = "imagenet"
 
 
 @dataclass
@@ -282,6 +298,11 @@ class LogConfig:
     images_every: int = field(default=500, metadata={"min": 0})
     #: Show the progress bar.
     progress: bool = True
+    #: Collapse guard (unpaired tasks): warn once when the generated images vary less than
+    #: this fraction of their inputs' spread (logged as collapse/*; 0: off).
+    collapse_threshold: float = field(default=0.05, metadata={"min": 0.0})
+    #: Collapse guard: the first step it may warn at (unset: max_steps / 4, at most 1000).
+    collapse_warmup: int | None = field(default=None, metadata={"min": 0})
 
 
 @dataclass

@@ -282,6 +282,21 @@ def write_image(path: str | os.PathLike, image: Any, bit_depth: int = 8) -> Path
     return path
 
 
+def encode_image(image: Any, suffix: str = ".png") -> bytes:
+    """An 8-bit image in [0, 1] (as :func:`write_image` takes it) encoded in memory in the
+    format ``suffix`` names (``.png``, ``.jpg``, ...), e.g. for a data URI."""
+    import io
+
+    pixels = _quantise(_as_hwc(image), 8)
+    fmt = "PNG" if suffix.lower() == ".png" else Image.registered_extensions().get(suffix.lower())
+    if fmt is None:
+        raise ValueError(f"unknown image suffix {suffix!r}")
+    pil = Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    pil.convert("RGB" if fmt == "JPEG" else pil.mode).save(buffer, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
 # --------------------------------------------------------------------------- scanning
 
 

@@ -6,8 +6,8 @@ non-finite losses, checkpoints and exact resume, stop signals, logging and perio
 evaluation, and never names a task. Its rooms: ``loop`` (fit, the step, its phases),
 ``setup`` (checks, accelerator, data loader, building the networks' views and the
 optimizers), ``networks`` (the views), ``optimizers`` (optimizers and schedules),
-``checkpoint``, ``tracking``, ``signals``, and the parts ``ema``, ``pool``, ``schedules``
-and ``sampling``.
+``checkpoint``, ``tracking`` (with ``collapse``, the collapse guard), ``signals``, and the
+parts ``ema``, ``pool``, ``schedules`` and ``sampling``.
 """
 
 from img2img.engine.checkpoint import list_checkpoints, resolve_resume

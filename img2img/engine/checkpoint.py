@@ -173,6 +173,7 @@ class Checkpoints:
                 f"same number (this run has {trainer.world_size})"
             )
         _check_random_states(path, trainer.rank)
+        _check_network_shapes(path, trainer.nets.trained())
         trainer.accelerator.load_state(str(path))  # networks, optimizers, scaler, RNG states
         trainer.load_state_dict(state)
         trainer.optim.apply_settings(trainer.config.train, before.train)
@@ -201,6 +202,32 @@ def _check_random_states(path: Path, rank: int) -> None:
     states = load(path / name)  # weights_only: plain containers, tensors and numpy arrays
     if not isinstance(states, dict) or "torch_manual_seed" not in states:
         raise ValueError(f"{name} holds no random number generator states")
+
+
+def _check_network_shapes(path: Path, nets: dict) -> None:
+    """Refuse, with one message, a checkpoint whose networks have other tensors or shapes
+    than this run's: settings that shape a network outside ``model.*`` changed (a task's
+    option, such as the layers CUT's projection head reads). Accelerate writes the
+    networks as ``model.safetensors``, ``model_1.safetensors``, ... in the order it
+    wrapped them. A missing file is left to the load (a damaged checkpoint)."""
+    from safetensors import safe_open
+
+    for i, (name, net) in enumerate(nets.items()):
+        file = path / ("model.safetensors" if i == 0 else f"model_{i}.safetensors")
+        if not file.is_file():
+            continue
+        with safe_open(str(file), framework="pt") as f:
+            theirs = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+        if theirs != ours:
+            differ = sorted(set(theirs) ^ set(ours)) or [k for k in ours if theirs[k] != ours[k]]
+            where = ", ".join(f"{k} ({theirs.get(k, 'absent')} there, {ours.get(k, 'absent')} here)"
+                              for k in differ[:3])
+            raise UserError(
+                f"cannot resume {path}: its network {name} differs from this run's ({where}); "
+                "resume with the settings it was trained with (model.*, task_options), or start "
+                "a new run in another output_dir"
+            )
 
 
 def check_resume_config(path: Path, config: Config) -> Config:

@@ -29,12 +29,14 @@ from img2img.engine.checkpoint import Checkpoints, list_checkpoints, resolve_res
 from img2img.engine.networks import set_requires_grad
 from img2img.engine.setup import (
     build_data,
+    build_extra_networks,
     build_pools,
     build_training,
     check_config,
     check_training_size,
     init_from,
     load_feature_net,
+    load_lpips_net,
     make_accelerator,
     seed_everything,
 )
@@ -86,9 +88,11 @@ class Trainer:
         self.data = build_data(self.task, config, self.rank, self.world_size, self.device)
         self.task.setup_losses(self.device)
         self.feature_net = load_feature_net(config, self.task, self.device)
-        self.nets, self.optim = build_training(self.accelerator, config, G, D)
+        self.lpips_net = load_lpips_net(config, self.task, self.device)
+        extra = build_extra_networks(self.task, config, G, self.data.train_set)
+        self.nets, self.optim = build_training(self.accelerator, config, G, D, extra)
         self.pools = build_pools(config, self.task, D, self.rank)
-        self.tracking = Tracking(config, self.output_dir, self.accelerator)
+        self.tracking = Tracking(config, self.output_dir, self.accelerator, self.task)
         self.checkpoints = Checkpoints(self.output_dir, config.train.keep_last)
         self.stop = StopSignal()
 
@@ -225,16 +229,17 @@ class Trainer:
             if not phase(batch, out):
                 return False
         self.tracking.sample = (batch, out)
+        self.tracking.observe(batch, out)
         return True
 
     def _g_phase(self, batch, out) -> bool:
-        set_requires_grad(self.nets.D, False)
+        set_requires_grad(self.nets.side("D"), False)
         with self.accelerator.autocast():
             terms = self.task.generator_loss(self.nets.frozen_D, batch, out)
         return self._optimize(terms, "G")
 
     def _d_phase(self, batch, out) -> bool:
-        set_requires_grad(self.nets.D, True)
+        set_requires_grad(self.nets.side("D"), True)
         with self.accelerator.autocast():
             terms = self.task.discriminator_loss(self.nets.train_D, batch, out, self._pool)
         return self._optimize(terms, "D")
@@ -261,7 +266,7 @@ class Trainer:
             finite = acc.reduce((~finite).float(), reduction="sum") == 0
         if not bool(finite.all()):
             bad = names[int((~finite).nonzero()[0])]
-            for net in (*self.nets.G.values(), *self.nets.D.values()):
+            for net in self.nets.trained().values():
                 net.zero_grad(set_to_none=True)
             self._nonfinite(bad, float(values[names.index(bad)].detach()))
             return False
@@ -270,8 +275,7 @@ class Trainer:
             # Unscale this side's gradients only: Accelerate's clip_grad_norm_ unscales
             # every optimizer, which would corrupt the other side's accumulating fp16 grads.
             acc.unscale_gradients(optimizer)
-            nets = self.nets.G if side == "G" else self.nets.D
-            params = [p for net in nets.values() for p in net.parameters()]
+            params = [p for net in self.nets.side(side).values() for p in net.parameters()]
             torch.nn.utils.clip_grad_norm_(params, self.config.train.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -309,7 +313,7 @@ class Trainer:
             self.task, self.nets.for_eval(), self.data.val_set, self.device,
             crop_border=self.task.crop_border(), rank=self.rank, world_size=self.world_size,
             gather=(lambda obj: gather_object([obj])) if self.world_size > 1 else (lambda obj: [obj]),
-            max_images=c.data.max_val_images, feature_net=self.feature_net,
+            max_images=c.data.max_val_images, feature_net=self.feature_net, lpips_net=self.lpips_net,
         )
         self.last_eval = result
         scalars = {f"eval/{k}": v for k, v in result["model"].items()}

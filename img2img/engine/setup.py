@@ -187,10 +187,48 @@ def _forget_accelerate_state() -> None:
 # --------------------------------------------------------------------------- networks, optimizers
 
 
-def build_training(accelerator, config: Config, G: dict[str, nn.Module], D: dict[str, nn.Module]):
+def build_extra_networks(task, config: Config, G: dict[str, nn.Module], train_set) -> dict[str, dict[str, nn.Module]]:
+    """The task's networks whose shapes depend on what the generators make of a training
+    batch (CUT's projection head), by the optimizer that trains them (``"G"`` or ``"D"``).
+
+    The batch is the first item of the training set, made on the CPU only if the task asks
+    for it. The generators see it in eval mode (no batch-norm statistics move) without
+    gradients, and the task builds its networks under a random state seeded by
+    ``config.seed`` alone, forked from the run's: they come out the same on every process,
+    in every run and in a resumed one, and no random stream of the run moves."""
+    from img2img.tasks.base import collate_one
+
+    def first_batch():
+        return task.prepare(collate_one(train_set[0]), torch.device("cpu"))
+
+    modes = {m: m.training for net in G.values() for m in net.modules()}
+    for net in G.values():
+        net.eval()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(config.seed)
+            extra = task.build_extra_networks(G, first_batch)
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    extra = {side: dict(nets) for side, nets in (extra or {}).items() if nets}
+    taken = set(G) | set(task.discriminator_channels())
+    for side, nets in extra.items():
+        if side not in ("G", "D") or taken & set(nets):
+            raise ValueError(f"{task.name}.build_extra_networks: sides are 'G' and 'D' and names "
+                             f"must be new, got {side!r}: {sorted(nets)}")
+        taken |= set(nets)
+    return extra
+
+
+def build_training(accelerator, config: Config, G: dict[str, nn.Module], D: dict[str, nn.Module],
+                   extra: dict[str, dict[str, nn.Module]] | None = None):
     """Move the networks to the device, make their Adam optimizers, let Accelerate wrap
-    both (DDP, mixed precision, gradient accumulation), and make the LR schedules and the
-    EMA copies. Returns ``(Networks, Optimizers)``."""
+    them all (DDP, mixed precision, gradient accumulation), and make the LR schedules and
+    the EMA copies. ``extra`` (from :func:`build_extra_networks`) train with the
+    generators' optimizer (``"G"``) or the discriminators' (``"D"``), with its settings;
+    they are wrapped after the generators and discriminators, so these keep their places
+    in a checkpoint. Returns ``(Networks, Optimizers)``."""
     from img2img.config import METRICS
     from img2img.engine.ema import EMA
     from img2img.engine.networks import Networks
@@ -198,8 +236,10 @@ def build_training(accelerator, config: Config, G: dict[str, nn.Module], D: dict
     from img2img.engine.schedules import build_plateau, build_scheduler
 
     t = config.train
+    extra_G, extra_D = (extra or {}).get("G", {}), (extra or {}).get("D", {})
+    named = {**G, **D, **extra_G, **extra_D}
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format
-    for net in (*G.values(), *D.values()):
+    for net in named.values():
         net.to(accelerator.device, memory_format=fmt)
     fused = t.fused_adam and _fused_adam_supported(accelerator.device)
 
@@ -208,12 +248,12 @@ def build_training(accelerator, config: Config, G: dict[str, nn.Module], D: dict
         kwargs = {"fused": True} if fused else {}
         return torch.optim.Adam(params, lr=lr, betas=tuple(t.betas), weight_decay=t.weight_decay, **kwargs)
 
-    opt_G = adam(G, t.lr_g)
-    opt_D = adam(D, t.lr_d) if D else None
-    nets = [*G.values(), *D.values()]
+    opt_G = adam({**G, **extra_G}, t.lr_g)
+    opt_D = adam({**D, **extra_D}, t.lr_d) if D or extra_D else None
+    nets = list(named.values())
     prepared = accelerator.prepare(*nets, opt_G, *([opt_D] if opt_D else []))
     prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
-    wrapped = dict(zip([*G, *D], prepared[: len(nets)]))
+    wrapped = dict(zip(named, prepared[: len(nets)]))
     wrapped_G = prepared[len(nets)]
     wrapped_D = prepared[len(nets) + 1] if opt_D else None
     # Made after Accelerate wrapped the optimizers, so their step counting sees real steps.
@@ -226,11 +266,11 @@ def build_training(accelerator, config: Config, G: dict[str, nn.Module], D: dict
         plateaus = [build_plateau(o, t, better) for o in (opt_G, opt_D) if o]
 
     compiled = torch.compile if t.compile else (lambda m: m)
-    train_G = {n: compiled(wrapped[n]) for n in G}
-    train_D = {n: compiled(wrapped[n]) for n in D}
-    frozen_D = {n: compiled(m) for n, m in D.items()}
+    train_G = {n: compiled(wrapped[n]) for n in (*G, *extra_G)}
+    train_D = {n: compiled(wrapped[n]) for n in (*D, *extra_D)}
+    frozen_D = {n: compiled(m) for n, m in {**D, **extra_D}.items()}
     ema = {n: EMA(net, t.ema) for n, net in G.items()} if t.ema > 0 else {}
-    return (Networks(G, D, train_G, train_D, frozen_D, ema),
+    return (Networks(G, D, train_G, train_D, frozen_D, ema, {"G": extra_G, "D": extra_D}),
             Optimizers(opt_G, opt_D, wrapped_G, wrapped_D, sched_G, sched_D, plateaus))
 
 
@@ -323,3 +363,14 @@ def load_feature_net(config: Config, task, device: torch.device):
     from img2img.metrics import load_fid_inception
 
     return load_fid_inception(path, device=device)
+
+
+def load_lpips_net(config: Config, task, device: torch.device):
+    """The LPIPS metric ``eval.lpips`` asks for (a missing file fails now, not at the
+    first evaluation); None when off or for an unpaired task."""
+    e = config.eval
+    if e.lpips == "off" or not task.paired:
+        return None
+    from img2img.metrics import load_lpips
+
+    return load_lpips(e.lpips, e.lpips_weights, e.lpips_backbone, device=device)

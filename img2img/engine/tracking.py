@@ -1,5 +1,6 @@
 """What a run reports: ``metrics.jsonl``, the trackers (W&B, TensorBoard) and the W&B run
-id, sample grids, and the progress bar.
+id, sample grids, the progress bar, and the collapse guard's signal
+(:mod:`img2img.engine.collapse`).
 
 Files and trackers are written by the main process only. The loss terms are summed here
 between two log lines and averaged over every process when logged, so
@@ -28,7 +29,9 @@ log = get_logger(__name__)
 class Tracking:
     """The reporting of one run, for the training loop to feed."""
 
-    def __init__(self, config: Config, output_dir: Path, accelerator) -> None:
+    def __init__(self, config: Config, output_dir: Path, accelerator, task=None) -> None:
+        from img2img.engine.collapse import CollapseGuard
+
         self.config = config
         self.output_dir = output_dir
         self.accelerator = accelerator
@@ -43,6 +46,13 @@ class Tracking:
         self.sample: tuple[Any, Any] | None = None
         self.warned: set[str] = set()
         self._last_log_time = time.perf_counter()
+        #: The collapse guard, when the task watches its outputs and the threshold is not 0.
+        self.guard: CollapseGuard | None = None
+        if task is not None and guarded(task) and config.log.collapse_threshold > 0:
+            warmup = config.log.collapse_warmup
+            warmup = min(1000, config.train.max_steps // 4) if warmup is None else warmup
+            self.guard = CollapseGuard(task.collapse_pairs, config.log.collapse_threshold, warmup,
+                                       task.collapse_hint)
 
     # ------------------------------------------------------------------ set-up
     def start(self, step: int, resumed: bool) -> None:
@@ -119,6 +129,11 @@ class Tracking:
         for name, value in zip(names, values):
             self.losses[name] = self.losses.get(name, 0) + value
 
+    def observe(self, batch, out) -> None:
+        """Feed the collapse guard one trained micro-batch and the task's outputs for it."""
+        if self.guard is not None:
+            self.guard.observe(batch, out)
+
     def end_step(self, lr: dict[str, float]) -> None:
         """One optimizer step is done; ``lr`` holds the learning rates it used."""
         self.steps += 1
@@ -136,6 +151,7 @@ class Tracking:
             micro_batches = max(self.steps * c.train.grad_accum, 1)
             values = self.accelerator.reduce(values, reduction="mean") / micro_batches
             scalars = {f"loss/{n}": float(v) for n, v in zip(names, values.tolist())}
+        scalars.update(self._collapse(step))
         now = time.perf_counter()
         images = self.steps * c.train.batch_size * c.train.grad_accum * self.accelerator.num_processes
         scalars["images_per_s"] = images / max(now - self._last_log_time, 1e-9)
@@ -148,6 +164,18 @@ class Tracking:
             | {"img/s": f"{scalars['images_per_s']:.1f}"},
             refresh=False,
         )
+
+    def _collapse(self, step: int) -> dict[str, float]:
+        """The collapse guard's ratios over every process, and its one warning (a collective)."""
+        ratios = self.guard.ratios() if self.guard is not None else {}
+        if not ratios:
+            return {}
+        values = self.accelerator.reduce(torch.stack(list(ratios.values())), reduction="mean")
+        logged = dict(zip(ratios, values.tolist()))
+        warning = self.guard.check(step, logged)
+        if warning and self.is_main:
+            log.warning(warning)
+        return logged
 
     def record(self, step: int, scalars: dict[str, float]) -> None:
         """Log scalars to the trackers and append them to metrics.jsonl (main process)."""
@@ -180,6 +208,11 @@ class Tracking:
                 tracker.log_images({"samples": [image]}, step=step)
             elif tracker.name == "tensorboard":
                 tracker.log_images({"samples": image[None]}, step=step, dataformats="NHWC")
+
+
+def guarded(task) -> bool:
+    """Whether ``task`` has its outputs watched for collapse (by default: when unpaired)."""
+    return task.collapse_guard if task.collapse_guard is not None else not task.paired
 
 
 #: Height of the title band above a sample grid, in pixels.

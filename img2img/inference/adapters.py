@@ -62,6 +62,13 @@ class Source:
         t = t.clamp(0, 1)
         return t.expand(3, -1, -1) if t.shape[0] == 1 else t
 
+    def crop_indexed(self, rows: torch.Tensor, cols: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The pixels at ``rows`` x ``cols`` (1-D index tensors, e.g. a reflection pad's:
+        see :func:`img2img.nets.contract.pad_index`), as :meth:`crop` gives them."""
+        r0, c0 = int(rows.min()), int(cols.min())
+        block = self.crop(r0, int(rows.max()) + 1, c0, int(cols.max()) + 1, device)
+        return block.index_select(1, (rows - r0).to(device)).index_select(2, (cols - c0).to(device))
+
 
 class Sink:
     """Preallocated output that receives finished rows (3 x rows x W, [0, 1] floats)."""

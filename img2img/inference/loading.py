@@ -67,9 +67,10 @@ def find_model(path: str | Path) -> Path:
         return model_io.resolve_model_dir(local.parent)
     if local.suffix.lower() in PICKLE_SUFFIXES:
         raise UserError(
-            f"{local} is a pickle file and is never loaded directly; import reference "
-            "weights with img2img.convert.export_reference_model(weights, config, out_dir) "
-            "and load that directory"
+            f"{local} is a weights file, not an img2img model folder: img2img.load, predict and "
+            "export read third-party SR weights (through spandrel, weights only); to train or "
+            "evaluate, import reference weights with img2img.convert.export_reference_model(weights, "
+            "config, out_dir) and use that directory"
         )
     raise UserError(
         f"{local} is a file, not a model; give the directory that holds "
@@ -147,8 +148,18 @@ def fetch_hub_model(repo_id: str, revision: str | None = None) -> Path:
 
 def read_model(path: str | Path, device: str | torch.device = "auto") -> tuple[Any, dict[str, nn.Module], torch.device]:
     """The config and generators of the model at ``path`` (see :func:`find_model`), read
-    onto ``device``, and that device."""
-    directory = find_model(path)
+    onto ``device``, and that device. A third-party weights file (``.pth``, ``.safetensors``,
+    ...) is read through spandrel (:mod:`~img2img.inference.external`); its config is then
+    an :class:`~img2img.inference.external.External`."""
+    from img2img.inference.external import is_weights_file, load_external
+
+    local = Path(str(path)).expanduser()
     dev = resolve_device(device)
+    if not str(path).startswith(HUB_PREFIX) and local.is_file() and is_weights_file(local):
+        external, generators = load_external(local)
+        for net in generators.values():
+            net.to(dev)
+        return external, generators, dev
+    directory = find_model(path)
     config, generators = model_io.load_model(directory, str(dev))
     return config, generators, dev

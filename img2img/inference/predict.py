@@ -327,6 +327,9 @@ def cli_predict(args: Any) -> int:
     # The model is found and read before anything is written.
     translator = load(args.model, device=args.device, direction=args.direction, tile=args.tile,
                       tile_overlap=args.tile_overlap, batch_size=args.batch_size)
+    if translator.external:
+        print(f"img2img: {args.model}: {translator.external.describe()}, loaded through spandrel",
+              file=sys.stderr)
     folders = NewFolders(out_dir)
     written: list[str] = []
     try:

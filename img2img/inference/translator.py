@@ -10,9 +10,13 @@ What a call does, for every task:
    sizes it takes; the input is padded to fit, by reflection (replication where
    reflection is impossible), and the output is cropped back, so its size is the input
    size (times ``scale`` for super-resolution) for every size from 1x1 up.
-3. **Tiles** (``tile > 0``): see :mod:`~img2img.inference.tiling`. Windows of one size go
-   through the network ``batch_size`` at a time; outputs are blended in a band one tile
-   row high and written into the preallocated output (in the caller's dtype).
+3. **Tiles** (``tile > 0``): see :mod:`~img2img.inference.tiling`. Tiles cover the image
+   padded as a whole-image call pads it and start on the network's size multiple; their
+   overlap is what the network's receptive field needs unless given, and a network that
+   normalises by image statistics gets the whole image's (see
+   :mod:`~img2img.inference.passes`). Windows of one size go through the network
+   ``batch_size`` at a time; outputs are blended in a band one tile row high and written
+   into the preallocated output (in the caller's dtype).
 4. **Batches**: images of the same size (untiled) go through the network together,
    ``batch_size`` at a time; other sizes are grouped by size.
 5. The task says how an RGB image becomes the network's input and its output RGB again
@@ -43,9 +47,11 @@ from torch import nn
 from img2img import model_io
 from img2img.inference.adapters import Sink, Source, prepare_io
 from img2img.inference.loading import read_model, resolve_device
-from img2img.inference.tiling import Canvas, Job, check_tiling, job_shape, jobs, plan_tiles
+from img2img.inference.passes import auto_overlap, run_tiles, warn_if_short
+from img2img.inference.tiling import Canvas, check_tiling, plan_image
 from img2img.log import get_logger
 from img2img.nets.contract import forward_padded, size_contract
+from img2img.nets.receptive import reach
 
 log = get_logger(__name__)
 
@@ -61,7 +67,8 @@ def load(
     directory, or ``hf://owner/name[@revision]`` on the Hub.
 
     ``options`` are the Translator's: ``tile``, ``tile_overlap``, ``batch_size``,
-    ``train_mode_norm``. Only safetensors weights are read; nothing is unpickled.
+    ``train_mode_norm``, ``consistent_norm``. Only safetensors weights are read; nothing
+    is unpickled.
     """
     config, generators, dev = read_model(path, device)
     return Translator(config, generators, device=dev, direction=direction, **options)
@@ -91,12 +98,18 @@ class Translator:
     - ``tile``: tile side in input pixels (0: the whole image at once); rounded up to a
       multiple of the network's ``size_multiple`` (and at least its ``min_size``).
     - ``tile_overlap``: least overlap between neighbouring tiles, in input pixels;
-      smaller than ``tile``. 16 or more for SR, more for U-Nets (they see a tile alone).
+      smaller than ``tile``. None (default): what the network needs, from its measured
+      receptive field (see :mod:`~img2img.inference.passes`); an overlap or tile too
+      small for it is warned about.
     - ``batch_size``: tiles, or same-size images, per network call.
     - ``train_mode_norm``: False (default): eval mode, dropout off, BatchNorm with its
       running statistics. True: the pix2pix paper's test-time behaviour, BatchNorm with
       the statistics of the batch being translated and dropout on (random outputs unless
       torch is seeded); runs on a copy, the loaded weights never change.
+    - ``consistent_norm``: True (default): a tiled image is normalised with the
+      statistics of the whole image wherever the network normalises by image statistics
+      (instance norm, group norm, batch norm in train mode), gathered tile by tile first.
+      False: each tile with its own (what tiling did before).
 
     The three size options are defaults that each call can override.
     """
@@ -109,15 +122,18 @@ class Translator:
         device: str | torch.device = "auto",
         direction: str = "AtoB",
         tile: int = 0,
-        tile_overlap: int = 32,
+        tile_overlap: int | None = None,
         batch_size: int = 1,
         train_mode_norm: bool = False,
+        consistent_norm: bool = True,
     ) -> None:
         check_tiling(tile, tile_overlap, batch_size)
+        from img2img.inference.external import External, PlainImages
         from img2img.tasks import build_task
 
         self.config = config
-        self.task = build_task(config)
+        self.external = config if isinstance(config, External) else None
+        self.task = PlainImages(config) if self.external else build_task(config)
         self.device = resolve_device(device)
         self.generators = generators
         for net in generators.values():
@@ -126,7 +142,7 @@ class Translator:
         self.net = generators[self.task.generator_for(direction)]
         self.task.check_translatable(self.net)
         self.tile, self.tile_overlap, self.batch_size = tile, tile_overlap, batch_size
-        self.train_mode_norm = train_mode_norm
+        self.train_mode_norm, self.consistent_norm = train_mode_norm, consistent_norm
         self._runner = _train_mode_copy(self.net) if train_mode_norm else self.net
         self.contract = size_contract(self._runner, self.device)
         self.scale, self.size_multiple = self.contract.scale, self.contract.multiple
@@ -155,7 +171,12 @@ class Translator:
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write an exported model directory (all generators; see :mod:`img2img.model_io`).
-        An existing model directory there is replaced; any other existing path is refused."""
+        An existing model directory there is replaced; any other existing path is refused.
+        A third-party model's weights file already is its saved form (a UserError)."""
+        if self.external:
+            from img2img.errors import UserError
+
+            raise UserError(f"{self.external.source} is a third-party model: its weights file is what to keep")
         return model_io.save_model(directory, self.config, self.generators)
 
     # ---------------------------------------------------------------- translate
@@ -182,7 +203,7 @@ class Translator:
         sources: Sequence[Source],
         sinks: Sequence[Sink],
         tile: int,
-        tile_overlap: int,
+        tile_overlap: int | None,
         batch_size: int,
     ) -> None:
         """Translate each source into the sink of the same index (the core of ``__call__``)."""
@@ -192,31 +213,21 @@ class Translator:
             if eff_tile != tile:
                 log.debug("tile %d rounded up to %d (a multiple of %d)", tile, eff_tile, self.size_multiple)
         order = sorted(range(len(sources)), key=lambda i: (sources[i].height, sources[i].width))
+        tiled = eff_tile and any(max(sources[i].height, sources[i].width) > eff_tile for i in order)
+        if tiled and tile_overlap is None:
+            tile_overlap = auto_overlap(reach(self._runner, self.device), eff_tile, self.size_multiple)
         canvases = [
-            Canvas(sources[i], sinks[i], plan_tiles(sources[i].height, sources[i].width,
-                                                     eff_tile, tile_overlap, self.scale),
+            Canvas(sources[i], sinks[i], plan_image(sources[i].height, sources[i].width, eff_tile,
+                                                    tile_overlap or 0, self.scale, self.size_multiple,
+                                                    self.contract.padded),
                    self.out_channels, self._finish)
             for i in order
         ]
+        if tiled:
+            least = min(c.plan.least_overlap for c in canvases if not c.plan.single)
+            warn_if_short(reach(self._runner, self.device), eff_tile, least, self.size_multiple)
         with torch.inference_mode():
-            batch: list[Job] = []
-            for job in jobs(canvases):
-                if batch and (len(batch) == batch_size or job_shape(job) != job_shape(batch[0])):
-                    self._run_batch(batch)
-                    batch = []
-                batch.append(job)
-            if batch:
-                self._run_batch(batch)
-
-    def _run_batch(self, batch: list[Job]) -> None:
-        tiles = []
-        for canvas, row, col in batch:
-            y0, x0 = canvas.plan.ys[row], canvas.plan.xs[col]
-            tiles.append(canvas.source.crop(y0, y0 + canvas.plan.th, x0, x0 + canvas.plan.tw,
-                                            self.device))
-        out = self.forward(torch.stack(tiles))
-        for (canvas, row, col), tile_out in zip(batch, out):
-            canvas.add(row, col, tile_out)
+            run_tiles(canvases, batch_size, self.forward, self.device, self._runner, self.consistent_norm)
 
     def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
         """Network output (its own channels and range) for an N3HW batch in [0, 1] of any

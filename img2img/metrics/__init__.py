@@ -6,7 +6,8 @@ accumulator over an evaluation set that merges across processes
 (:mod:`~img2img.metrics.image_metrics`), and FID/KID (:mod:`~img2img.metrics.fid`) on the
 features of the FID Inception-v3 (:mod:`~img2img.metrics.inception`, with its weights read
 from a local file by :func:`load_fid_inception`) or of any network that exposes
-``num_features``. The metric names and their direction (higher is better or not) are the
+``num_features``, and LPIPS v0.1 (:mod:`~img2img.metrics.lpips`, AlexNet or VGG16, from
+local weights files). The metric names and their direction (higher is better or not) are the
 config's (:data:`img2img.config.METRICS`); what to evaluate is :mod:`img2img.evaluate`'s.
 
 Names are imported lazily (PEP 562): ``import img2img.metrics`` does not import torch.
@@ -20,6 +21,8 @@ Public API::
     FidKid(feature_net, ...): update(real=..., fake=...), compute
     fid_kid(real_images, fake_images, feature_net, ...)
     load_fid_inception(weights=None, device=None) -> FIDInceptionV3
+    LPIPS(net="alex"|"vgg")(pred, target) -> per-image distances (images in [0, 1])
+    load_lpips(net, weights, backbone="imagenet", device=None) -> LPIPS
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ _EXPORTS = {
     "fid_kid": "img2img.metrics.fid",
     "load_fid_inception": "img2img.metrics.fid",
     "FIDInceptionV3": "img2img.metrics.inception",
+    "LPIPS": "img2img.metrics.lpips",
+    "load_lpips": "img2img.metrics.lpips",
 }
 
 __all__ = sorted(_EXPORTS)

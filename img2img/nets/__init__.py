@@ -12,6 +12,23 @@ normalisation by name (``srresnet``: none, ``srresnet_bn``: batch norm) and igno
 ``norm``, ``dropout`` and ``padding``; only they read ``value_range`` (``unit``: the
 layers run on [0, 1] images, as BasicSR trains them).
 
+The ESRGAN-family SR generators (``rrdbnet``, ``srvgg_compact``, ``span``) always run their
+layers on [0, 1] images (the original code's convention, so original weights import and
+exports load in spandrel) and ignore ``value_range``, ``norm``, ``dropout``, ``padding``
+and ``init``: they keep their reference init. ``ngf`` is their feature width (RRDBNet and
+the compact net: 64; SPAN: 48, which its recipes set). ``n_blocks`` is RRDBNet's number of
+RRDBs (unset: 23) and the compact net's number of body convs (unset: 16, the reference's
+default; realesr-general-x4v3 has 32); SPAN has a fixed six blocks and refuses it.
+The discriminators ``unet_sn`` (Real-ESRGAN's U-Net with its own spectral norm; reads
+``ndf``) and ``vgg128`` (ESRGAN's VGG-style discriminator with batch norm; reads ``ndf``)
+keep PyTorch's default init, as their reference code, and ignore ``norm``/``init``.
+
+CUT's networks (:mod:`img2img.nets.antialias`): ``resnet_aa`` (reads ``n_blocks``, unset:
+9) and ``resnet_9blocks_aa`` are the ResNet generator as one flat list of layers whose
+encoder outputs can be read out, with blur-pool down/upsampling when ``antialias`` (the
+only generator that reads it; false: strided and transposed convolutions);
+``patchgan_aa`` is the PatchGAN with blur-pool downsampling (``patchgan`` is the switch).
+
 Weight init (``init``, ``init_gain``) is applied by :func:`build_generator` and
 :func:`build_discriminator` (see :func:`img2img.nets.layers.init_weights`), except for
 the SRResNet generators, which keep BasicSR's MSRResNet init (Kaiming normal times 0.1,
@@ -27,6 +44,7 @@ from torch import nn
 
 from img2img.config import DiscriminatorConfig, GeneratorConfig
 from img2img.errors import ConfigError
+from img2img.nets.antialias import AntialiasedPatchGAN, AntialiasedResnetGenerator
 from img2img.nets.discriminators import (
     MultiScaleDiscriminator,
     PatchGAN,
@@ -35,16 +53,26 @@ from img2img.nets.discriminators import (
 )
 from img2img.nets.generators import ResnetGenerator, SRResNet, SRResNetBN, UNetGenerator
 from img2img.nets.layers import init_weights
+from img2img.nets.rrdb import RRDBNet
+from img2img.nets.span import SPAN
+from img2img.nets.srvgg import SRVGGNetCompact
+from img2img.nets.unet_sn import UNetDiscriminatorSN
 
 __all__ = [
     "DISCRIMINATORS",
+    "AntialiasedPatchGAN",
+    "AntialiasedResnetGenerator",
     "GENERATORS",
     "MultiScaleDiscriminator",
     "PatchGAN",
     "PixelGAN",
+    "RRDBNet",
     "ResnetGenerator",
+    "SPAN",
+    "SRVGGNetCompact",
     "SRResNet",
     "SRResNetBN",
+    "UNetDiscriminatorSN",
     "UNetGenerator",
     "VGGStyleDiscriminator",
     "build_discriminator",
@@ -52,7 +80,9 @@ __all__ = [
     "init_weights",
 ]
 
-SR_GENERATORS = ("srresnet", "srresnet_bn")
+SR_GENERATORS = ("srresnet", "srresnet_bn", "rrdbnet", "srvgg_compact", "span")
+#: Discriminators that keep their reference code's init (``init``/``init_gain`` do not apply).
+SELF_INIT_DISCRIMINATORS = ("unet_sn", "vgg128")
 
 
 # --------------------------------------------------------------------------- generators
@@ -61,6 +91,16 @@ SR_GENERATORS = ("srresnet", "srresnet_bn")
 def _unet(cfg: GeneratorConfig, cin: int, cout: int, num_downs: int | None = None) -> nn.Module:
     depth = cfg.num_downs if num_downs is None else num_downs
     return UNetGenerator(cin, cout, depth, cfg.ngf, cfg.norm, cfg.dropout)
+
+
+def _resnet_aa(cfg: GeneratorConfig, cin: int, cout: int, n_blocks: int | None = None) -> nn.Module:
+    if n_blocks is None:
+        n_blocks = 9 if cfg.n_blocks is None else cfg.n_blocks
+    elif cfg.n_blocks is not None and cfg.n_blocks != n_blocks:
+        raise ConfigError(f"model.generator.n_blocks: {cfg.n_blocks} conflicts with {cfg.name} "
+                          f"({n_blocks} blocks); leave it unset, or use name 'resnet_aa' to choose the depth")
+    return AntialiasedResnetGenerator(cin, cout, n_blocks, cfg.ngf, cfg.norm, cfg.dropout, cfg.padding,
+                                      cfg.antialias)
 
 
 def _resnet(cfg: GeneratorConfig, cin: int, cout: int, n_blocks: int | None = None) -> nn.Module:
@@ -84,6 +124,22 @@ def _srresnet_bn(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Mo
     return SRResNetBN(cin, cout, cfg.ngf, n_blocks, scale, cfg.value_range)
 
 
+def _rrdbnet(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Module:
+    n_blocks = 23 if cfg.n_blocks is None else cfg.n_blocks
+    return RRDBNet(cin, cout, cfg.ngf, n_blocks, scale=scale)
+
+
+def _srvgg_compact(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Module:
+    n_convs = 16 if cfg.n_blocks is None else cfg.n_blocks
+    return SRVGGNetCompact(cin, cout, cfg.ngf, n_convs, scale)
+
+
+def _span(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Module:
+    if cfg.n_blocks is not None:
+        raise ConfigError("model.generator.n_blocks: span has a fixed six blocks; leave it unset")
+    return SPAN(cin, cout, cfg.ngf, scale)
+
+
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "unet_128": partial(_unet, num_downs=7),
     "unet_256": partial(_unet, num_downs=8),
@@ -91,8 +147,13 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "resnet_6blocks": partial(_resnet, n_blocks=6),
     "resnet_9blocks": partial(_resnet, n_blocks=9),
     "resnet": _resnet,
+    "resnet_9blocks_aa": partial(_resnet_aa, n_blocks=9),
+    "resnet_aa": _resnet_aa,
     "srresnet": _srresnet,
     "srresnet_bn": _srresnet_bn,
+    "rrdbnet": _rrdbnet,
+    "srvgg_compact": _srvgg_compact,
+    "span": _span,
 }
 
 
@@ -105,8 +166,8 @@ def _unknown(kind: str, name: str, registry: dict) -> ConfigError:
 def build_generator(
     cfg: GeneratorConfig, in_channels: int, out_channels: int, scale: int = 1
 ) -> nn.Module:
-    """The generator ``cfg.name``, initialised. ``scale`` is the SR factor (2, 3 or 4) for
-    the SRResNets and must be 1 for the others."""
+    """The generator ``cfg.name``, initialised. ``scale`` is the SR factor for the SR
+    generators (:data:`SR_GENERATORS`) and must be 1 for the others."""
     if cfg.name not in GENERATORS:
         raise _unknown("generator", cfg.name, GENERATORS)
     if cfg.name in SR_GENERATORS:
@@ -119,7 +180,7 @@ def build_generator(
     if scale != 1:
         raise ConfigError(
             f"model.generator.name: {cfg.name} keeps the image size and cannot upsample "
-            f"x{scale}; use srresnet or srresnet_bn"
+            f"x{scale}; use one of {'|'.join(SR_GENERATORS)}"
         )
     net = GENERATORS[cfg.name](cfg, in_channels, out_channels)
     return init_weights(net, cfg.init, cfg.init_gain)
@@ -130,6 +191,10 @@ def build_generator(
 
 def _patchgan(cfg: DiscriminatorConfig, cin: int) -> nn.Module:
     return PatchGAN(cin, cfg.ndf, cfg.n_layers, cfg.norm)
+
+
+def _patchgan_aa(cfg: DiscriminatorConfig, cin: int) -> nn.Module:
+    return AntialiasedPatchGAN(cin, cfg.ndf, cfg.n_layers, cfg.norm)
 
 
 def _pixelgan(cfg: DiscriminatorConfig, cin: int) -> nn.Module:
@@ -144,11 +209,22 @@ def _vgg(cfg: DiscriminatorConfig, cin: int) -> nn.Module:
     return VGGStyleDiscriminator(cin, cfg.ndf, cfg.norm)
 
 
+def _unet_sn(cfg: DiscriminatorConfig, cin: int) -> nn.Module:
+    return UNetDiscriminatorSN(cin, cfg.ndf)
+
+
+def _vgg128(cfg: DiscriminatorConfig, cin: int) -> nn.Module:
+    return VGGStyleDiscriminator(cin, cfg.ndf, "batch")
+
+
 DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig, int], nn.Module]] = {
     "patchgan": _patchgan,
+    "patchgan_aa": _patchgan_aa,
     "pixelgan": _pixelgan,
     "multiscale": _multiscale,
     "vgg": _vgg,
+    "unet_sn": _unet_sn,
+    "vgg128": _vgg128,
 }
 
 
@@ -161,4 +237,6 @@ def build_discriminator(cfg: DiscriminatorConfig, in_channels: int) -> nn.Module
     if cfg.name not in DISCRIMINATORS:
         raise _unknown("discriminator", cfg.name, DISCRIMINATORS)
     net = DISCRIMINATORS[cfg.name](cfg, in_channels)
+    if cfg.name in SELF_INIT_DISCRIMINATORS:
+        return net
     return init_weights(net, cfg.init, cfg.init_gain)

@@ -95,6 +95,16 @@ def _pad_axis(x: torch.Tensor, before: int, after: int, dim: int) -> torch.Tenso
     return F.pad(x, pad, mode=mode)
 
 
+def pad_index(size: int, before: int, after: int) -> torch.Tensor:
+    """The source index of each position of an axis of ``size`` padded by ``before`` and
+    ``after`` as :func:`pad_to_multiple` pads it (reflection, or replication when the pad
+    is not smaller than the axis): ``x.index_select(dim, pad_index(...))`` is that pad."""
+    pos = torch.arange(-before, size + after)
+    if max(before, after) < size:
+        return torch.where(pos < 0, -pos, torch.where(pos >= size, 2 * (size - 1) - pos, pos))
+    return pos.clamp(0, size - 1)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad an NCHW tensor so H and W are multiples of ``multiple`` (and >= ``min_size``);
     returns it and the (top, left) offset of the original. Reflection, or replication

@@ -209,10 +209,10 @@ def check_sr_scale(scale: int) -> int:
     return scale
 
 
-def check_sr_channels(in_channels: int, out_channels: int) -> None:
+def check_sr_channels(in_channels: int, out_channels: int, name: str = "SRResNet") -> None:
     if in_channels != out_channels:
         raise ConfigError(
-            "model.in_channels/model.out_channels: SRResNet adds the upsampled input to its "
+            f"model.in_channels/model.out_channels: {name} adds the upsampled input to its "
             f"output, so they must be equal, got {in_channels} -> {out_channels}"
         )
 

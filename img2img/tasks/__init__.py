@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 BUILTIN = {
     "pix2pix": "img2img.tasks.pix2pix:Pix2PixTask",
     "cyclegan": "img2img.tasks.cyclegan:CycleGANTask",
+    "cut": "img2img.tasks.cut:CUTTask",
     "srgan": "img2img.tasks.srgan:SRGANTask",
+    "esrgan": "img2img.tasks.esrgan:ESRGANTask",
+    "realesrgan": "img2img.tasks.realesrgan:RealESRGANTask",
     "colorization": "img2img.tasks.colorization:ColorizationTask",
 }
 #: The environment variable naming plugin modules that register tasks.

@@ -12,7 +12,7 @@ discriminator ``D``, on A|B data:
 - **networks**: :meth:`build_generators`, :meth:`discriminator_channels`,
   :meth:`build_discriminators`, :attr:`directions` (which generator translates),
   :meth:`training_sizes` (what the networks see in training, checked before the first
-  step), :attr:`uses_image_pool`;
+  step), :attr:`uses_image_pool`, :meth:`build_extra_networks` (networks shaped by a batch);
 - **data**: :meth:`collect_split` (find and check the files of a split, with a finder of
   :mod:`img2img.data.splits`), :meth:`make_dataset`, :meth:`build_dataset`,
   :meth:`eval_data` (the config pointed at a folder for ``img2img eval``);
@@ -21,10 +21,11 @@ discriminator ``D``, on A|B data:
   evaluation, the Translator and export; :meth:`check_translatable`, :meth:`export_notes`;
 - **training**: :meth:`prepare`, :meth:`forward`, :meth:`generator_loss` and
   :meth:`discriminator_loss` (dicts of named, already weighted terms), :attr:`d_first`,
-  :meth:`visuals` and :attr:`visual_labels`;
+  :meth:`visuals` and :attr:`visual_labels`, :attr:`collapse_guard` and :attr:`collapse_pairs`;
 - **evaluation**: :attr:`paired` (PSNR/SSIM against targets) or not (FID/KID against the
   reference domain), :meth:`metrics`, :attr:`baseline`, :meth:`crop_border`,
-  :meth:`eval_count`, :meth:`eval_batch`, :meth:`eval_references`, :meth:`evaluate_batch`.
+  :meth:`eval_count`, :meth:`eval_batch`, :meth:`eval_references`, :meth:`evaluate_batch`,
+  :meth:`eval_input` (what the evaluation report shows as the input).
 
 A task is told which networks to use for each training call, because the engine decides
 which wrapper runs (the DDP-wrapped module where gradients flow, the plain module where a
@@ -115,6 +116,13 @@ class Task:
     visual_labels: ClassVar[tuple[str, ...]] = ("input", "output", "target")
     #: :meth:`from_network` needs the input image too (colorization keeps the input's L).
     output_uses_input: ClassVar[bool] = False
+    #: Watch generated images for collapse (None: when unpaired): output key -> its input's key,
+    #: and what the warning adds to the usual remedies.
+    collapse_guard: ClassVar[bool | None] = None
+    collapse_pairs: ClassVar[dict[str, str]] = {"fake_B": "A", "fake_A": "B"}
+    collapse_hint: ClassVar[str] = ""
+    #: The ``loss.gan_mode`` values the task supports (``ragan``: it gives ``real`` to :meth:`g_gan_term`).
+    gan_modes: ClassVar[tuple[str, ...]] = ("vanilla", "lsgan", "wgangp", "hinge")
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -143,18 +151,23 @@ class Task:
 
     def check_config(self) -> None:
         """Rules that span keys; a ConfigError naming the key. The default: the metric
-        that picks the best model must be one this task reports."""
+        that picks the best model must be one this task reports; the GAN objective one it supports."""
+        if self.config.loss.gan_mode not in self.gan_modes:
+            raise ConfigError(f"loss.gan_mode: the {self.name} task supports {'|'.join(self.gan_modes)}")
         e = self.config.eval
         if e.every and e.metric not in self.metrics():
             kind = "paired targets" if e.metric in PAIRED_METRICS else "FID weights and unpaired data"
+            kind = "eval.lpips: alex or vgg, and paired targets" if e.metric == "lpips" else kind
             raise ConfigError(
                 f"eval.metric: {e.metric} needs {kind}; the {self.name} task evaluates "
-                f"{' or '.join(self.metrics())}"
+                f"{' or '.join(self.metrics())}: set eval.metric={self.metrics()[0]}"
             )
 
     def metrics(self) -> tuple[str, ...]:
-        """The metrics evaluation reports for this task (and ``eval.metric`` may pick)."""
-        return PAIRED_METRICS if self.paired else DISTRIBUTION_METRICS
+        """The metrics evaluation reports for this task (and ``eval.metric`` may pick); lpips
+        when ``eval.lpips`` is set."""
+        lpips = ("lpips",) if self.config.eval.lpips != "off" else ()
+        return PAIRED_METRICS + lpips if self.paired else DISTRIBUTION_METRICS
 
     # ------------------------------------------------------------------ networks
     @property
@@ -184,6 +197,10 @@ class Task:
         if dcfg.name == "none":
             return {}
         return {name: build_discriminator(dcfg, c) for name, c in self.discriminator_channels().items()}
+
+    def build_extra_networks(self, G: Nets, first_batch: Callable[[], Batch]) -> dict[str, Nets]:
+        """Networks shaped by what ``G`` makes of ``first_batch()``, by optimizer ("G"/"D"): none."""
+        return {}
 
     def generator_for(self, direction: str = "AtoB") -> str:
         """The name of the generator that translates in ``direction``."""
@@ -272,7 +289,7 @@ class Task:
     def from_network(self, out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """The generator's output as N3HW RGB in [-1, 1] (not clamped); ``x`` is its input
         (what :meth:`to_network` made), given when :attr:`output_uses_input`."""
-        return out if out.shape[1] == 3 else out[:, :1].expand(-1, 3, -1, -1)
+        return as_rgb(out)
 
     def check_translatable(self, net: nn.Module) -> None:
         """A UserError when ``net`` cannot translate RGB images through
@@ -285,7 +302,9 @@ class Task:
             )
 
     def export_notes(self) -> dict[str, str]:
-        """What an exported network's input and output are, for its metadata."""
+        """What an exported network's input and output are, for its metadata: at least
+        ``input_range`` (a line saying what the network's input holds); any other entries
+        are added to the metadata as they are."""
         return {"input_range": "[-1, 1] (x = 2 * rgb01 - 1)"}
 
     # ------------------------------------------------------------------ set-up
@@ -335,8 +354,10 @@ class Task:
             terms[f"{prefix}_r1"] = loss.r1_weight * r1_penalty(real_logits, real)
         return terms
 
-    def g_gan_term(self, net: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-        return self.config.loss.gan_weight * self.gan.generator_loss(net(fake))
+    def g_gan_term(self, net: nn.Module, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """``gan_weight`` x G's GAN loss; ``ragan`` also takes D's (detached) logits on ``real``."""
+        real_logits = net(real.detach()) if self.gan.relativistic else None
+        return self.config.loss.gan_weight * self.gan.generator_loss(net(fake), real_logits)
 
     def visuals(self, batch: Batch, out: Batch) -> list[torch.Tensor]:
         """Columns of the sample grid (titled by :attr:`visual_labels`), each N x 3 x H x W
@@ -369,5 +390,10 @@ class Task:
         (paired) or ``fake`` (unpaired), and ``baseline`` (the trivial answer, when the
         task has one for this batch)."""
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def eval_input(self, batch: Batch) -> torch.Tensor | None:
+        """The input of an evaluation sample as N3HW RGB in [0, 1], for the evaluation
+        report's thumbnails (the default: ``A``, grey for one channel)."""
+        return to_unit(as_rgb(batch["A"])) if "A" in batch else None
 
 

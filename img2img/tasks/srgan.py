@@ -17,6 +17,7 @@ input.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,13 +36,16 @@ class SRGANTask(Task):
     baseline = "bicubic"
     visual_labels = ("LR (nearest)", "SR", "HR")
 
+    #: The generators the task trains.
+    sr_generators: ClassVar[tuple[str, ...]] = ("srresnet", "srresnet_bn")
+
     def check_config(self) -> None:
         super().check_config()
         c = self.config
-        if not c.model.generator.name.startswith("srresnet"):
+        if c.model.generator.name not in self.sr_generators:
             raise ConfigError(
-                f"model.generator.name: the srgan task needs srresnet or srresnet_bn, got "
-                f"{c.model.generator.name!r}"
+                f"model.generator.name: the {self.name} task needs "
+                f"{' or '.join(self.sr_generators)}, got {c.model.generator.name!r}"
             )
 
     # ------------------------------------------------------------------ networks
@@ -91,7 +95,7 @@ class SRGANTask(Task):
         if self.perceptual is not None:
             terms["G_perceptual"] = loss.perceptual_weight * self.perceptual(sr, hr)
         if "D" in D and loss.gan_weight > 0:
-            terms["G_GAN"] = self.g_gan_term(D["D"], sr)
+            terms["G_GAN"] = self.g_gan_term(D["D"], sr, hr)
         return terms
 
     def discriminator_loss(self, D: Nets, batch: Batch, out: Batch, pool: Pool) -> dict:
