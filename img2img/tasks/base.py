@@ -13,10 +13,10 @@ discriminator ``D``, on A|B data:
   :meth:`build_discriminators`, :attr:`directions` (which generator translates),
   :meth:`training_sizes` (what the networks see in training, checked before the first
   step), :attr:`uses_image_pool`, :meth:`build_extra_networks` (networks shaped by a batch);
-- **data**: :meth:`collect_split` (find and check the files of a split, with a finder of
+- **data** (:mod:`img2img.tasks.data_hooks`): :meth:`collect_split` (find and check the files of a split, with a finder of
   :mod:`img2img.data.splits`), :meth:`make_dataset`, :meth:`build_dataset`,
   :meth:`eval_data` (the config pointed at a folder for ``img2img eval``);
-- **images in and out**: :meth:`to_network` and :meth:`from_network` (RGB in [-1, 1] to
+- **images in and out** (:mod:`img2img.tasks.image_hooks`): :meth:`to_network` and :meth:`from_network` (RGB in [-1, 1] to
   the network's input and back: colorization's Lab split lives there), used alike by
   evaluation, the Translator and export; :meth:`check_translatable`, :meth:`export_notes`;
 - **training**: :meth:`prepare`, :meth:`forward`, :meth:`generator_loss` and
@@ -35,7 +35,6 @@ weighted terms; the engine sums them, checks them, and steps the optimizers.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
@@ -43,12 +42,11 @@ import torch
 from torch import nn
 
 from img2img.config import Config, build_section
-from img2img.data import splits
-from img2img.data.color import luma
-from img2img.data.integrity import apply_on_error
-from img2img.errors import ConfigError, DataError, UserError
+from img2img.errors import ConfigError, UserError
 from img2img.log import get_logger
 from img2img.losses import GANLoss, PerceptualLoss, gradient_penalty, pixel_loss, r1_penalty
+from img2img.tasks.data_hooks import DataHooks
+from img2img.tasks.image_hooks import ImageHooks, as_rgb
 
 log = get_logger(__name__)
 
@@ -65,13 +63,6 @@ DISTRIBUTION_METRICS = ("fid", "kid")
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1], clamped, float32."""
     return ((x.float() + 1) / 2).clamp_(0, 1)
-
-
-def as_rgb(x: torch.Tensor) -> torch.Tensor:
-    """Show a 1- or 2-channel image as RGB (grey; for 2 channels, the first one)."""
-    if x.shape[1] == 3:
-        return x
-    return x[:, :1].expand(-1, 3, -1, -1)
 
 
 def collate_one(sample: dict) -> dict:
@@ -91,7 +82,7 @@ class TrainingSizes(NamedTuple):
     note: str = ""
 
 
-class Task:
+class Task(DataHooks, ImageHooks):
     """A method; subclasses override the hooks whose defaults do not fit."""
 
     name: ClassVar[str]
@@ -221,91 +212,6 @@ class Task:
         if d.preprocess not in ("resize_and_crop", "crop", "scale_width_and_crop"):
             return None
         return TrainingSizes("data.crop_size", d.crop_size, d.crop_size)
-
-    # ------------------------------------------------------------------ data
-    def collect_split(self, split: str, full_decode: bool = False) -> splits.SplitFiles | None:
-        """Find and check the files of ``split`` (None: the optional val split is absent)."""
-        return splits.find_paired(self.config, split, full_decode)
-
-    def make_dataset(self, found: splits.SplitFiles) -> torch.utils.data.Dataset:
-        """The dataset of a checked split (its problems already dealt with)."""
-        from img2img.data.datasets import PairedDataset
-
-        d = self.config.data
-        cin, cout = self.channels()
-        return PairedDataset(
-            self._val_cut(found), aligned=d.layout == "aligned", direction=d.direction,
-            preprocess=d.preprocess, load_size=d.load_size, crop_size=d.crop_size, flip=d.flip,
-            train=found.split == "train", in_channels=cin, out_channels=cout,
-            max_pixels=d.max_pixels, alpha=d.alpha,
-        )
-
-    def _val_cut(self, found: splits.SplitFiles) -> Any:
-        """The items of ``found``, the val split cut to ``data.max_val_images``."""
-        limit = self.config.data.max_val_images
-        if found.split != "val" or not limit:
-            return found.items
-        if isinstance(found.items, tuple):
-            return (found.items[0][:limit], *found.items[1:])
-        return found.items[:limit]
-
-    def build_dataset(self, split: str, bad_files_hint: str | None = None) -> torch.utils.data.Dataset | None:
-        """The dataset of ``split`` ("train" or "val"); None when the val split is absent.
-
-        Every file is checked first; problems raise one DataError listing them all
-        (``data.on_error=raise``, ending in ``bad_files_hint``) or are dropped with a
-        warning (``skip``). A missing or empty root is a DataError, never an empty set."""
-        found = self.collect_split(split)
-        if found is None:
-            return None
-        apply_on_error(found.problems, self.config.data.on_error, where=found.where,
-                       **({"hint": bad_files_hint} if bad_files_hint else {}))
-        if found.usable == 0:
-            raise DataError(f"no usable images left in {found.where} ({split} split)")
-        dataset = self.make_dataset(found)
-        if split == "train" and self.config.data.on_error == "skip":
-            dataset.skip_bad = True
-        log.debug("%s %s split: %d samples from %s", self.name, split, len(dataset), found.where)
-        return dataset
-
-    def eval_data(self, data_dir: str, lr_dir: str | None = None) -> Config:
-        """The config pointed at a folder of evaluation images (``img2img eval``): its
-        images are the val split, scored at their own size (the model pads them)."""
-        if lr_dir:
-            raise UserError(f"--lr-dir: the {self.name} task takes no separate low-resolution inputs")
-        data = dataclasses.replace(self.config.data, root=str(data_dir), val_split=".",
-                                   preprocess="none", lr_root=None, max_val_images=0)
-        return dataclasses.replace(self.config, data=data)
-
-    def missing_eval_data(self, data_dir: str) -> str:
-        """What to say when ``data_dir`` holds no evaluation images for this task."""
-        return f"--data {data_dir}: no evaluation images found"
-
-    # ------------------------------------------------------------------ images in and out
-    def to_network(self, rgb: torch.Tensor) -> torch.Tensor:
-        """An N3HW RGB batch in [-1, 1] as the generator's input (one channel: its luma)."""
-        return luma(rgb) if self.channels()[0] == 1 else rgb
-
-    def from_network(self, out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        """The generator's output as N3HW RGB in [-1, 1] (not clamped); ``x`` is its input
-        (what :meth:`to_network` made), given when :attr:`output_uses_input`."""
-        return as_rgb(out)
-
-    def check_translatable(self, net: nn.Module) -> None:
-        """A UserError when ``net`` cannot translate RGB images through
-        :meth:`to_network` / :meth:`from_network` (only 1 or 3 channels each way)."""
-        cin, cout = int(getattr(net, "in_channels", 3)), int(getattr(net, "out_channels", 3))
-        if cin not in (1, 3) or cout not in (1, 3):
-            raise UserError(
-                f"cannot translate RGB images with a {cin} -> {cout} channel {self.name} "
-                "network (only 1 or 3 channels)"
-            )
-
-    def export_notes(self) -> dict[str, str]:
-        """What an exported network's input and output are, for its metadata: at least
-        ``input_range`` (a line saying what the network's input holds); any other entries
-        are added to the metadata as they are."""
-        return {"input_range": "[-1, 1] (x = 2 * rgb01 - 1)"}
 
     # ------------------------------------------------------------------ set-up
     def setup_losses(self, device: torch.device) -> None:
