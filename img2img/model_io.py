@@ -132,15 +132,21 @@ def read_model_config(directory: str | Path) -> tuple[Config, list[str]]:
         raise UserError(f"cannot read {path}: {err}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{path} is not an img2img model config (no \"format\": \"{FORMAT}\")")
-    if meta.get("version", 0) > VERSION:
+    version, stored, names = meta.get("version", 0), meta.get("config"), meta.get("generators")
+    if not isinstance(version, int) or not isinstance(stored, dict) or not (
+        isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+    ):
         raise UserError(
-            f"{path} was written by a newer img2img (format version {meta['version']}); upgrade"
+            f"{path} is damaged: it needs an integer \"version\", a \"config\" mapping and a "
+            "non-empty \"generators\" list of names; export the model again from its run"
         )
+    if version > VERSION:
+        raise UserError(f"{path} was written by a newer img2img (format version {version}); upgrade")
     try:
-        config = from_dict(meta["config"])
+        config = from_dict(stored)
     except ConfigError as err:
         raise UserError(f"{path}: stored config is invalid: {err}") from None
-    return config, list(meta["generators"])
+    return config, list(names)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[Config, dict[str, nn.Module]]:

@@ -44,8 +44,8 @@ A file the user names on the command line (``predict photo.jpg --out result.png`
 ``export --format onnx --out model.onnx``, ``eval --out results.json``) is replaced: naming
 it is the request. Files img2img names itself inside an ``--out`` folder (predictions)
 are checked against the folder's manifest (:func:`check_files`). The temporary names it
-writes beside a target and renames into place (``.NAME.tmp``, ``.tmp-step-N``) are its
-own; a temporary *folder* is still removed only with its proof (a crashed save's).
+writes beside a target and renames into place (``.NAME.PID.THREAD.tmp`` of
+:func:`img2img.files.atomic_write`, ``.tmp-step-N``) are its own; a temporary *folder* is still removed only with its proof (a crashed save's).
 """
 
 from __future__ import annotations

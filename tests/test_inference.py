@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -341,6 +342,13 @@ def test_load_errors_are_clear(tmp_path):
     with pytest.raises(UserError, match="smaller than the tile"):
         Translator(*model_io.load_model(make_model(tmp_path / "m", "unet")), tile=32,
                    tile_overlap=32)
+    # a hand-edited config.json with the right format but wrong types: one line, no traceback
+    model = make_model(tmp_path / "edited", "unet")
+    meta = json.loads((model / "config.json").read_text())
+    for key, value in (("generators", "G"), ("config", []), ("version", "1"), ("generators", [])):
+        (model / "config.json").write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(UserError, match=r"config.json is damaged: it needs an integer \"version\""):
+            load(model)
 
 
 # --------------------------------------------------------------------------- img2img predict

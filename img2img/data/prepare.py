@@ -55,8 +55,8 @@ from img2img.log import get_logger
 
 log = get_logger(__name__)
 
-#: The file in a temporary folder that proves ``data prepare`` made it (JSON: pid, name).
-#: The ownership kind of a run's temporary folder (:func:`img2img.ownership.mark`).
+#: The ownership kind that marks a temporary folder of ``data prepare`` as its own
+#: (:func:`img2img.ownership.mark`).
 TMP_KIND = "prepare-tmp"
 
 

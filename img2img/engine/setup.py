@@ -341,10 +341,13 @@ def collate_same_size(samples: list[dict]) -> dict:
     (a preprocessing that keeps each image's own size, with a batch of more than one)."""
     from torch.utils.data import default_collate
 
-    key = "A" if "A" in samples[0] else "B"
-    if len({tuple(s[key].shape) for s in samples}) > 1:
+    uneven = [k for k, v in samples[0].items()
+              if isinstance(v, torch.Tensor) and len({tuple(s[k].shape) for s in samples}) > 1]
+    if uneven:
+        key = uneven[0]
         names = ", ".join(
-            f"{s[key + '_path']} ({s[key].shape[-1]}x{s[key].shape[-2]})" for s in samples[:4]
+            f"{s.get(key + '_path', f'sample {i}')} ({s[key].shape[-1]}x{s[key].shape[-2]})"
+            for i, s in enumerate(samples[:4])
         )
         raise DataError(
             f"a training batch holds images of different sizes: {names}; with "
