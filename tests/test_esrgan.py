@@ -253,3 +253,22 @@ def test_tiled_prediction_matches_whole_and_onnx_export_checks(name, tmp_path):
     assert psnr > 45, psnr
     diffs = export_onnx(t.net, tmp_path / f"{name}.onnx")
     assert len(diffs) == 2 and max(diffs) < 1e-4
+
+
+def test_rrdbnet_growth_is_a_key_and_others_refuse_it():
+    from img2img.config import load_config
+    from img2img.errors import ConfigError
+    from img2img.tasks import build_generators
+
+    def count(*overrides):
+        config = load_config(None, ["task=esrgan", "model.generator.name=rrdbnet", "data.scale=4",
+                                    "model.generator.ngf=8", "model.generator.n_blocks=1", *overrides])
+        return sum(p.numel() for p in build_generators(config)["G"].parameters())
+
+    # one RRDB = 3 dense blocks of 5 convs 3x3: conv k reads 8 + (k-1) * g channels and
+    # writes g (the 5th writes 8): the difference between g = 4 and g = 32 per dense block
+    def dense(g):
+        return sum((8 + k * g) * g * 9 + g for k in range(4)) + (8 + 4 * g) * 8 * 9 + 8
+    assert count() - count("model.generator.growth=4") == 3 * (dense(32) - dense(4))
+    with pytest.raises(ConfigError, match="model.generator.growth: only rrdbnet .* not srvgg_compact"):
+        count("model.generator.name=srvgg_compact", "model.generator.growth=4")

@@ -171,3 +171,21 @@ def test_realsr_demo_trains_and_reports_the_model_beside_bicubic(tmp_path, capsy
     model, baseline = float(found[1]), float(found[2])
     assert 10 < model < 50 and 10 < baseline < 50
     assert (tmp_path / "runs" / "realsr" / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("generator", [
+    ["model.generator.name=rrdbnet", "model.generator.ngf=8", "model.generator.n_blocks=1",
+     "model.generator.growth=4"],
+    ["model.generator.name=srvgg_compact"],
+])
+def test_x1_restores_without_upscaling(generator, photos, tmp_path):
+    """data.scale=1: Real-ESRGAN's x1 restoration models (rrdbnet pixel-unshuffles by 4;
+    the compact net's pixel shuffle is by 1); the LR keeps the HR's size."""
+    run = tmp_path / "run"
+    trainer = Trainer(_config(photos, run, "data.scale=1", "train.max_steps=2", *generator))
+    assert trainer.nets.G["G"].scale == 1
+    trainer.fit()
+    image = (np.random.default_rng(2).random((24, 36, 3)) * 255).astype(np.uint8)
+    assert load(run, device="cpu")(image).shape == (24, 36, 3)
+    with pytest.raises(ConfigError, match="data.scale: SRResNet upsamples by 2, 3 or 4, got 1"):
+        Trainer(_config(photos, tmp_path / "run2", "data.scale=1", "model.generator.name=srresnet"))

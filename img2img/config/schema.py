@@ -92,6 +92,8 @@ class GeneratorConfig:
     antialias: bool = True
 
 
+    #: rrdbnet only: the channels each dense layer adds (ESRGAN's num_grow_ch; unset: 32).
+    growth: int | None = field(default=None, metadata={"min": 1, "max": MAX_WIDTH})
 @dataclass
 class DiscriminatorConfig:
     """The discriminator: the 70x70 PatchGAN is ``patchgan`` with ``n_layers: 3``."""
@@ -245,7 +247,7 @@ class DataConfig:
     #: Super-resolution: random 90-degree rotations.
     rot90: bool = False
     #: Super-resolution: the upscaling factor.
-    scale: int = field(default=4, metadata={"choices": (2, 3, 4)})
+    scale: int = field(default=4, metadata={"choices": (1, 2, 3, 4)})
     #: Super-resolution: the side of the high-resolution training crops.
     gt_size: int = field(default=128, metadata={"min": 1, "max": MAX_SIDE})
     #: Super-resolution: a folder of matching low-resolution inputs (unset: made on the fly).

@@ -19,6 +19,7 @@ and ``init``: they keep their reference init. ``ngf`` is their feature width (RR
 the compact net: 64; SPAN: 48, which its recipes set). ``n_blocks`` is RRDBNet's number of
 RRDBs (unset: 23) and the compact net's number of body convs (unset: 16, the reference's
 default; realesr-general-x4v3 has 32); SPAN has a fixed six blocks and refuses it.
+``growth`` is RRDBNet's dense growth (unset: 32); other generators refuse it.
 The discriminators ``unet_sn`` (Real-ESRGAN's U-Net with its own spectral norm; reads
 ``ndf``) and ``vgg128`` (ESRGAN's VGG-style discriminator with batch norm; reads ``ndf``)
 keep PyTorch's default init, as their reference code, and ignore ``norm``/``init``.
@@ -126,7 +127,7 @@ def _srresnet_bn(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Mo
 
 def _rrdbnet(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Module:
     n_blocks = 23 if cfg.n_blocks is None else cfg.n_blocks
-    return RRDBNet(cin, cout, cfg.ngf, n_blocks, scale=scale)
+    return RRDBNet(cin, cout, cfg.ngf, n_blocks, 32 if cfg.growth is None else cfg.growth, scale=scale)
 
 
 def _srvgg_compact(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Module:
@@ -186,6 +187,9 @@ def build_generator(
     return init_weights(net, cfg.init, cfg.init_gain)
 
 
+    if cfg.growth is not None and cfg.name != "rrdbnet":
+        raise ConfigError(f"model.generator.growth: only rrdbnet has dense growth channels, not {cfg.name}; "
+                          "leave it unset")
 # --------------------------------------------------------------------------- discriminators
 
 
