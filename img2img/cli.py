@@ -18,6 +18,8 @@ from img2img.errors import UserError
 
 DIRECTION_HELP = "which generator translates, for a model with one per direction (default: AtoB)"
 EPILOG = "Run 'img2img SUBCOMMAND --help' for the options of one subcommand."
+RECIPE_HELP = ("a YAML recipe: a path, or the name of a shipped one such as pix2pix/facades "
+               "('img2img recipes' lists them)")
 MODEL_HELP = (
     "run directory, exported model directory or checkpoint directory; a model on the "
     "Hugging Face Hub only with the hf:// prefix: hf://owner/name, or hf://owner/name@REV "
@@ -42,13 +44,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         description="Train from a YAML recipe; KEY=VALUE arguments override its keys. "
         "On several GPUs: accelerate launch -m img2img train CONFIG (or torchrun).",
     )
-    p.add_argument("config", help="YAML recipe, e.g. configs/pix2pix/facades.yaml")
+    p.add_argument("config", help=RECIPE_HELP)
     _add_overrides(p)
     p.add_argument(
         "--resume",
         metavar="auto|PATH",
-        help="continue from the newest checkpoint of output_dir (auto) or from a checkpoint "
-        "directory",
+        help="continue from the newest checkpoint of output_dir (auto), of a run directory, "
+        "or from a checkpoint directory",
     )
     p.set_defaults(handler="img2img.engine:cli_train")
 
@@ -99,6 +101,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the network runs (auto: a GPU when there is one)")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB", help=DIRECTION_HELP)
+    p.add_argument("--to", default=None, metavar="DOMAIN",
+                   help="for a multi-domain model: the target domain, by name or index, or 'all' "
+                        "(one output per domain, in a subfolder of --out named after it)")
+    p.add_argument("--mask", default=None, metavar="FILE_OR_FOLDER",
+                   help="for an inpainting model: the hole masks (white = hole), a folder with one per "
+                        "input matched by file stem, or one file for every input; each the size of its image")
     p.set_defaults(handler="img2img.inference.predict:cli_predict")
 
 
@@ -131,7 +139,7 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
         description="Build the networks of a config and print each one's class and exact "
         "parameter count.",
     )
-    p.add_argument("config", help="YAML recipe")
+    p.add_argument("config", help=RECIPE_HELP)
     _add_overrides(p)
     p.add_argument("--json", action="store_true", help="print {network: parameters} as JSON")
     p.set_defaults(handler="img2img.summary:cli_summary")
@@ -166,7 +174,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     pr.set_defaults(handler="img2img.data.prepare:cli_prepare")
 
     c = dsub.add_parser("check", help="scan the data of a config and report unreadable files")
-    c.add_argument("config", help="YAML recipe")
+    c.add_argument("config", help=RECIPE_HELP)
     _add_overrides(c)
     c.set_defaults(handler="img2img.datacheck:cli_check")
 
@@ -214,6 +222,16 @@ def _add_config(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(handler="img2img.cli:cli_config_schema")
 
 
+def _add_recipes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "recipes",
+        help="list the recipes that ship with img2img",
+        description="List the shipped recipes by name, each with its one-line description; "
+        "pass a name where a config is asked for: img2img train pix2pix/facades data.root=PATH",
+    )
+    p.set_defaults(handler="img2img.config.recipes:cli_recipes")
+
+
 def cli_config_schema(args: argparse.Namespace) -> int:
     """Print the config's JSON schema. The config package knows no task; this layer, above
     both, hands it every registered task's name and options dataclass."""
@@ -238,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_train, _add_eval, _add_predict, _add_export, _add_summary, _add_data,
-                _add_demo, _add_config):
+                _add_demo, _add_config, _add_recipes):
         add(sub)
     return parser
 

@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 
 from img2img.config import METRICS, load_config
+from img2img.config.recipes import recipe_dir
 from img2img.errors import UserError
 from img2img.log import get_logger
 
 log = get_logger(__name__)
 
-DEMO_RECIPES = Path(__file__).resolve().parents[1] / "configs" / "demo"
+DEMO_RECIPES = recipe_dir() / "demo"  # the shipped recipes (configs/demo in a checkout)
 
 
 def kinds() -> list[str]:
@@ -109,6 +110,10 @@ def run_demo(
     summary["run_dir"] = str(run_dir)
     summary["eval"] = trainer.last_eval
     summary["metrics"] = "paired" if trainer.task.paired else "distribution"
+    task = trainer.task  # its inputs beyond the image, with their choices (a domain's names)
+    summary["inputs"] = {name: task.input_choices(name) for name in task.inference_inputs}
+    summary["val_dir"] = str(Path(config.data.root) / config.data.val_split)
+    summary["columns"] = list(task.visual_labels)
     return summary
 
 
@@ -124,7 +129,8 @@ def _report(kind: str, summary: dict) -> None:
         f"demo '{kind}' finished in {summary['seconds']:.0f} s ({summary['step']} steps)",
         f"  run directory : {run_dir}",
         f"  model         : {run_dir / 'model'}",
-        f"  samples       : {run_dir / 'samples'}",
+        f"  samples       : {run_dir / 'samples'}" + (
+            f"  (step-NNNNNN.png, columns: {' | '.join(summary['columns'])})" if summary.get("columns") else ""),
         f"  metrics       : {run_dir / 'metrics.jsonl'}",
     ]
     wandb_dir = run_dir / "wandb"
@@ -137,17 +143,48 @@ def _report(kind: str, summary: dict) -> None:
         if isinstance(images, dict):
             images = f"{images['A']} (A), {images['B']} (B)"
         lines.append(f"  held-out images: {images}")
+        width = max([7] + [len(k) for k in METRICS if k in model])
         for key in METRICS:
             if key in model:
                 b = base.get(key)
                 diff = f"  ({model[key] - b:+.4f})" if b is not None else ""
                 b_txt = f"{b:.4f}" if b is not None else "n/a"
-                lines.append(f"  {key:7s} model {model[key]:.4f}   baseline {b_txt}{diff}")
+                lines.append(f"  {key:{width}s} model {model[key]:.4f}   baseline {b_txt}{diff}")
+        lines += _group_lines(result)
     elif summary.get("metrics") == "distribution":
         lines.append(f"  (no paired targets: this task is scored by FID/KID, which need {fid_hint()}; "
                      "meanwhile see the samples)")
-    lines.append(f"  predict with  : img2img predict {run_dir} IMAGE_OR_FOLDER --out predictions")
+    lines += _predict_lines(run_dir, summary)
     print("\n".join(lines))
+
+
+def _group_lines(result: dict) -> list[str]:
+    """Each group's FID/KID (a multi-domain model's target domains), model vs baseline."""
+    lines = []
+    for group, scores in (result.get("groups") or {}).items():
+        parts = [f"{key} model {scores['model'][key]:.4f} baseline {scores['baseline'][key]:.4f}"
+                 for key in ("fid", "kid") if key in scores["model"] and key in scores["baseline"]]
+        if parts:
+            lines.append(f"    into {group:10s} " + "   ".join(parts))
+    if lines:
+        lines.insert(0, "  per target domain (the held-out images translated into it, against its real ones):")
+    return lines
+
+
+def _predict_lines(run_dir: Path, summary: dict) -> list[str]:
+    """How to use the model: the predict command, with the options of the inputs it takes
+    beyond the image (``--to`` for a domain, with its choices; ``--mask`` for a mask)."""
+    from img2img.inference.extras import FLAGS
+
+    inputs = summary.get("inputs") or {}
+    domains = inputs.get("domain")
+    flags = "".join(f" {FLAGS.get(name, '--' + name)}" for name, choices in inputs.items() if not choices)
+    if not domains:
+        return [f"  predict with  : img2img predict {run_dir} IMAGE_OR_FOLDER --out predictions{flags}"]
+    return [f"  predict with  : img2img predict {run_dir} IMAGE_OR_FOLDER --out predictions --to {domains[-1]}",
+            f"                  (--to is one of {', '.join(domains)}; --to all writes one subfolder per domain,",
+            f"                  e.g. img2img predict {run_dir} {summary.get('val_dir', 'IMAGES')} "
+            "--out predictions --to all)"]
 
 
 def fid_hint() -> str:

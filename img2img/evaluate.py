@@ -58,6 +58,8 @@ class _PairedScores:
         self.too_small: list[str] = []
         self.lpips_net = lpips_net
         self.lpips: dict[str, dict[str, float]] = {"model": {}, "baseline": {}}
+        #: Per-image scores the task computed itself (``result["scores"]``), by image name.
+        self.extra: dict[str, dict[str, dict[str, float]]] = {"model": {}, "baseline": {}}
 
     def _lpips(self, result: dict[str, torch.Tensor], name: str) -> None:
         for which, key in (("model", "pred"), ("baseline", "baseline")):
@@ -77,10 +79,12 @@ class _PairedScores:
             self.baseline.update(result["baseline"].double(), target, names=[name])
         if self.lpips_net is not None:
             self._lpips(result, name)
+        for which, scores in result.get("scores", {}).items():
+            self.extra[which][name] = dict(scores)
 
     def result(self, gather: Gather) -> dict[str, Any]:
         """Means over every process's images (each process gets the same numbers)."""
-        states = gather((self.model.state(), self.baseline.state(), self.too_small, self.lpips))
+        states = gather((self.model.state(), self.baseline.state(), self.too_small, self.lpips, self.extra))
         small = [entry for s in states for entry in s[2]]
         if small:
             raise UserError(
@@ -105,6 +109,7 @@ class _PairedScores:
             out[which].pop("images", None)
         if self.lpips_net is not None:
             _add_lpips(out, [s[3] for s in states])
+        _add_task_scores(out, [s[4] for s in states])
         return out
 
 
@@ -119,6 +124,21 @@ def _add_lpips(out: dict[str, Any], gathered: list[dict[str, dict[str, float]]])
                 (row if which == "model" else row.setdefault("baseline", {}))["lpips"] = values[row["name"]]
 
 
+def _add_task_scores(out: dict[str, Any], gathered: list[dict[str, dict[str, dict[str, float]]]]) -> None:
+    """Every process's per-image task scores (``result["scores"]``: an image counted once)
+    into the means (each over the images that have it) and the per-image rows."""
+    for which in ("model", "baseline"):
+        rows = {name: scores for part in gathered for name, scores in part[which].items()}
+        keys = list(dict.fromkeys(k for scores in rows.values() for k in scores))
+        for key in keys:
+            values = [scores[key] for scores in rows.values() if key in scores]
+            if out[which] or which == "model":
+                out[which][key] = math.fsum(values) / len(values)
+        for row in out["per_image"]:
+            if row["name"] in rows:
+                (row if which == "model" else row.setdefault("baseline", {})).update(rows[row["name"]])
+
+
 class _DistributionScores:
     """FID/KID of the model's outputs and of the baseline against the task's reference
     images."""
@@ -128,25 +148,30 @@ class _DistributionScores:
         self.baseline = FidKid(feature_net)
         self.references = 0
 
-    def update(self, result: dict[str, torch.Tensor]) -> None:
-        self.model.update(fake=result["fake"])
-        self.baseline.update(fake=result["baseline"])
+    def update(self, result: dict[str, torch.Tensor], index: int) -> None:
+        """Add sample ``index``'s output and baseline (the index orders the Inception Score's splits)."""
+        order = torch.tensor([index])
+        self.model.update(fake=result["fake"], order=order)
+        self.baseline.update(fake=result["baseline"], order=order)
 
     def add_references(self, task, dataset, device, rank: int, world_size: int, progress: bool) -> None:
-        """Feed the task's reference images (each once, sharded) to both metrics."""
+        """Feed the task's reference images (each once, sharded; its features computed
+        once) to both metrics."""
         count, image = task.eval_references(dataset)
         for j in _progress(range(rank, count, world_size), progress, "eval references"):
             real = ((image(j)[None].to(device) + 1) / 2).clamp_(0, 1)
-            self.model.update(real=real)
-            self.baseline.update(real=real)
+            features = self.model.features(real)
+            self.model.update_real_features(features)
+            self.baseline.update_real_features(features)
         self.references = count
 
     def result(self, out: dict[str, Any]) -> None:
-        """Add fid/kid/kid_std to ``out["model"]`` and ``out["baseline"]``; torchmetrics
-        gathers the statistics of every process inside ``compute()``."""
+        """Add fid/kid/kid_std (and is/is_std, the Inception Score of the outputs) to
+        ``out["model"]`` and ``out["baseline"]``; torchmetrics gathers the statistics of
+        every process inside ``compute()``."""
         for which, metric in (("model", self.model), ("baseline", self.baseline)):
             result = metric.compute()
-            out[which].update({k: result[k] for k in ("fid", "kid", "kid_std") if k in result})
+            out[which].update({k: result[k] for k in ("fid", "kid", "kid_std", "is", "is_std") if k in result})
 
 
 @contextmanager
@@ -183,7 +208,7 @@ def evaluate(
 
     Returns ``{"model": {metric: mean}, "baseline": {metric: mean}, "per_image": [...],
     "images": n}``. A paired task reports PSNR/SSIM; an unpaired one ``fid``/``kid``
-    (only when ``feature_net`` is given) between its outputs and its reference images,
+    (only when ``feature_net`` is given; with the FID Inception also ``is``/``is_std``) between its outputs and its reference images,
     and a paired one ``lpips`` too when ``lpips_net`` (:mod:`img2img.metrics.lpips`) is given,
     each used once (``images`` is then ``{"A": inputs, "B": references}``). An image too
     small for SSIM after ``crop_border`` is a UserError on every process. ``keep(name,
@@ -195,7 +220,13 @@ def evaluate(
     paired = _PairedScores(crop_border, lpips_net)
     distribution = None
     if feature_net is not None and task.eval_references(dataset) is not None:
-        distribution = _DistributionScores(feature_net)
+        groups = task.eval_reference_groups(dataset)  # per-group FID/KID (a multi-domain model's targets)
+        if groups is None:
+            distribution = _DistributionScores(feature_net)
+        else:
+            from img2img.evaluate_groups import GroupedScores
+
+            distribution = GroupedScores(feature_net, groups, gather)
     with _eval_mode(G):
         for i in _progress(range(rank, count, world_size), progress, "eval"):
             batch, name = task.eval_batch(dataset, i, device)
@@ -205,7 +236,7 @@ def evaluate(
             if "target" in result:
                 paired.update(result, name)
             if distribution is not None and "fake" in result:
-                distribution.update(result)
+                distribution.update(result, i)
         if distribution is not None:
             distribution.add_references(task, dataset, device, rank, world_size, progress)
     out = paired.result(gather)
@@ -218,7 +249,7 @@ def evaluate(
 
 # --------------------------------------------------------------------------- img2img eval
 
-METRIC_ORDER = (*METRICS, "kid_std")
+METRIC_ORDER = (*METRICS, "kid_std", "is_std")
 
 
 def format_table(result: dict, per_image: bool = False) -> str:
@@ -246,7 +277,25 @@ def format_table(result: dict, per_image: bool = False) -> str:
             f"{'baseline (' + result['baseline_name'] + ')':28}"
             + "".join(f"{base[k]:10.4f}" if k in base else f"{'':>10}" for k in keys)
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _group_rows(result))
+
+
+def _group_rows(result: dict) -> list[str]:
+    """One row per group of ``result["groups"]`` (a multi-domain model's target domains):
+    each metric of the model beside the baseline's."""
+    groups = result.get("groups") or {}
+    keys = [k for k in METRIC_ORDER if any(k in g["model"] for g in groups.values())]
+    if not keys:
+        return []
+    width = max(28, *(len(g) + 2 for g in groups))
+    lines = ["", f"{'per target domain':{width}}" + "".join(f"{k:>10}{k + ' (base)':>16}" for k in keys)]
+    for group, scores in groups.items():
+        model, base = scores["model"], scores.get("baseline", {})
+        lines.append(f"{group:{width}}" + "".join(
+            (f"{model[k]:10.4f}" if k in model else f"{'':>10}") + (f"{base[k]:16.4f}" if k in base else f"{'':>16}")
+            for k in keys))
+    lines.append(f"(base): the baseline ({result.get('baseline_name', 'baseline')}) against the same domain's images")
+    return lines
 
 
 def _write_json(out: Path, result: dict) -> None:
@@ -280,8 +329,6 @@ def cli_eval(args) -> int:
 
     if args.crop_border is not None and args.crop_border < 0:
         raise UserError(f"--crop-border must be 0 or more, got {args.crop_border}")
-    out = writable_parent(Path(args.out).expanduser()) if args.out else None
-    report = writable_parent(Path(args.report).expanduser()) if getattr(args, "report", None) else None
     device = resolve_device(args.device)
     model_dir = find_model(args.model)
     config, generators = load_model(model_dir, device=str(device))
@@ -298,6 +345,10 @@ def cli_eval(args) -> int:
 
         feature_net = load_fid_inception(args.fid_weights or config.eval.fid_weights, device=device)
     crop_border = args.crop_border if args.crop_border is not None else task.crop_border()
+    # the output folders are made once the model and the data are known good (a typo in
+    # either leaves nothing behind), and before the evaluation's long work
+    out = writable_parent(args.out) if args.out else None
+    report = writable_parent(args.report, "--report") if getattr(args, "report", None) else None
     from img2img.report import ReportImages, write_eval_report
 
     images = ReportImages() if report is not None else None
@@ -314,6 +365,7 @@ def cli_eval(args) -> int:
         _write_json(out, result)
     if report is not None:
         write_eval_report(report, result, images, task, data_dir)
+        log.info("wrote the report %s (open it in a browser)", report)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

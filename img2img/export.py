@@ -137,16 +137,22 @@ class HalfNetwork(nn.Module):
 
 
 def _write_onnx(module: nn.Module, example: torch.Tensor, tmp: Path, opset: int, in_axes: dict[int, str],
-                metadata: dict[str, str] | None) -> None:
-    """Trace ``module`` into the ONNX file ``tmp`` (named, dynamic axes; metadata added)."""
+                metadata: dict[str, str] | None, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Trace ``module`` into the ONNX file ``tmp`` (named, dynamic axes; metadata added);
+    ``extra``: example values of more named inputs (1-d: dynamic batch; 4-d: dynamic
+    batch, height and width)."""
     try:
         import onnx
     except ImportError:
         raise UserError("ONNX export needs onnx: pip install 'img2img[export]'") from None
     with _quiet_exporters(), torch.no_grad(), _exporter_errors(opset):
+        extra = extra or {}
+        axes = {name: ({0: "batch"} if t.ndim < 4 else {0: "batch", 2: "height", 3: "width"})
+                for name, t in extra.items()}
         torch.onnx.export(
-            module, (example,), str(tmp), input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
-            dynamic_axes={ONNX_INPUT: in_axes, ONNX_OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"}},
+            module, (example, *extra.values()), str(tmp), input_names=[ONNX_INPUT, *extra],
+            output_names=[ONNX_OUTPUT],
+            dynamic_axes={ONNX_INPUT: in_axes, **axes, ONNX_OUTPUT: {0: "batch", 2: "out_height", 3: "out_width"}},
             opset_version=opset, do_constant_folding=True, dynamo=False,
         )
     model = onnx.load(str(tmp))
@@ -196,12 +202,15 @@ def export_self_contained(translator: Any, path: str | Path, *, opset: int = 17,
 
     path = Path(path)
     wrapper = SelfContained(translator.net, translator.task, half=half).eval()
-    example = torch.rand(1, 3, 37, 29, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    example = torch.rand(1, 3, 37, 29, generator=gen)
+    extra = translator.task.example_inputs(1, 37, 29, gen) if wrapper.extra_names else None
     with atomic_write(path) as tmp:
         _write_onnx(wrapper, example, tmp, opset, {0: "batch", 1: "channels", 2: "height", 3: "width"},
-                    metadata)
+                    metadata, extra)
         try:
-            return parity_check(_session(tmp), translator, HALF_TOLERANCE if half else TOLERANCE)
+            return parity_check(_session(tmp), translator, HALF_TOLERANCE if half else TOLERANCE,
+                                translator.task if wrapper.extra_names else None)
         except ValueError as err:
             raise UserError(f"ONNX Runtime check failed: {err}; the export was not written") from None
 
@@ -310,9 +319,14 @@ def _cli_onnx(args: Any, translator: Any, name: str, stem: str) -> int:
     meta.update(input="float NCHW in [0, 1], RGB or grey, any batch and size",
                 output=f"float N3HW RGB in [0, 1], {translator.scale}x the input size",
                 padding="inside the graph", input_range="[0, 1]")
+    extra = getattr(task, "inference_inputs", {}) or {}
+    if extra:  # the task's inputs beyond the image, each a named graph input
+        meta["extra_inputs"] = ", ".join(f"{n} ({'int64 [N]' if k == 'global' else 'float [N,1,H,W]'})"
+                                         for n, k in extra.items())
     found = export_self_contained(translator, path, opset=args.opset, half=args.half, metadata=meta)
     print(f"wrote {path} (opset {args.opset}, {precision}; input: RGB or grey float NCHW in [0, 1], any "
-          f"batch and size; output: RGB in [0, 1], x{translator.scale}; colour conversion and padding inside)")
+          f"batch and size{''.join(f', and {e}' for e in meta.get('extra_inputs', '').split(', ') if e)}; "
+          f"output: RGB in [0, 1], x{translator.scale}; colour conversion and padding inside)")
     print("ONNX Runtime check against img2img predict: max |onnx - predict| = "
           + _shapes_text([s for s, _ in found], [d for _, d in found]))
     return 0

@@ -11,7 +11,7 @@ the networks, the data and the engine all use the same pieces.
   file read with ``torch.load(weights_only=True)``, holds. Nothing but tensors and plain
   containers is ever unpickled; every weights file img2img reads comes through here.
 - :func:`save_tensors`: safetensors' ``save_file`` whose I/O failures are OSErrors
-  naming the file.
+  naming the file, and whose file gets the usual permissions (0666 less the umask).
 - :func:`first_line`: the first line of an exception's message (or its type's name).
 """
 
@@ -105,3 +105,19 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
         if code is None:
             raise
         raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
+    # safetensors >= 0.8 creates its files readable by their owner only (0600); a model
+    # file gets the permissions of any other file the user makes (0666 less the umask)
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux says it without changing it
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

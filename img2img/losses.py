@@ -1,4 +1,5 @@
-"""Loss functions: GAN objectives, gradient penalties, pixel and perceptual losses, PatchNCE.
+"""Loss functions: GAN objectives, gradient penalties, pixel and perceptual losses, feature
+matching, PatchNCE.
 
 Every function returns an unweighted scalar; the task multiplies it by its weight from
 ``loss.*`` (``gan_weight``, ``pixel_weight``, ``gp_weight``, ``d_loss_scale`` ...).
@@ -208,6 +209,30 @@ def pixel_loss(name: str) -> nn.Module:
     if name == "charbonnier":
         return CharbonnierLoss()
     raise ConfigError(f"loss.pixel: invalid value {name!r}; allowed: {'|'.join(PIXEL_LOSSES)}")
+
+
+# --------------------------------------------------------------------------- feature matching
+
+
+def feature_matching_loss(real_features: Sequence[Sequence[torch.Tensor]],
+                          fake_features: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """pix2pixHD's discriminator feature matching (Wang et al. 2018, eq. 4, as its
+    ``loss_G_GAN_Feat``): for each scale ``s`` of the discriminator and each of its ``L_s``
+    intermediate features, the mean absolute difference between the features of the fake and
+    of the real input (the real ones carry no gradient), weighted ``4 / L_s`` per layer and
+    ``1 / S`` per scale, i.e. ``4 x`` the mean over layers, averaged over the scales. With a
+    PatchGAN of ``n_layers`` (``L = n_layers + 1``) this is pix2pixHD's ``feat_weights = 4 /
+    (n_layers_D + 1)`` and ``D_weights = 1 / num_D``; its ``lambda_feat`` (10) is
+    ``loss.feature_matching_weight``. Inputs: per scale, the list of feature maps
+    (:func:`img2img.nets.discriminators.discriminator_features`). Float32 result."""
+    if len(real_features) != len(fake_features) or not fake_features:
+        raise ValueError(f"feature matching needs the same scales, got {len(real_features)} and {len(fake_features)}")
+    total = fake_features[0][0].new_zeros((), dtype=torch.float32)
+    for real_scale, fake_scale in zip(real_features, fake_features):
+        layer_weight = 4.0 / len(fake_scale)
+        for real, fake in zip(real_scale, fake_scale):
+            total = total + layer_weight * F.l1_loss(fake.float(), real.detach().float())
+    return total / len(fake_features)
 
 
 # --------------------------------------------------------------------------- PatchNCE

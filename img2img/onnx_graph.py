@@ -14,7 +14,11 @@ would otherwise re-implement:
   the crop back (times the scale);
 - the task's conversion back to RGB (:meth:`Task.from_network`, with the input where the
   task keeps part of it, as colorization keeps the lightness), clamped, in [0, 1];
-- output ``output``: float32 N x 3 x (H x scale) x (W x scale) in [0, 1].
+- output ``output``: float32 N x 3 x (H x scale) x (W x scale) in [0, 1];
+- one more named input per input the task declares beyond the image
+  (``inference_inputs``, in their order): a global one (StarGAN's target ``domain``:
+  int64 [N]) or a spatial one (an inpainting ``mask``: float [N, 1, H, W] in {0, 1}),
+  handed to the task's conversions as the Translator hands them.
 
 With ``half`` the network runs in float16 (inputs, outputs and the colour conversions
 stay float32). :func:`parity_check` compares the exported file in ONNX Runtime with the
@@ -70,10 +74,12 @@ class SelfContained(nn.Module):
         if half:
             self.net.half()
         self.images = images
+        self.extra_names = list(getattr(images, "inference_inputs", {}) or {})
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         rgb = x.float().clamp(0, 1) * torch.ones(1, 3, 1, 1) * 2 - 1  # grey -> RGB
-        inp = self.images.to_network(rgb)
+        extra = dict(zip(self.extra_names, inputs)) or None
+        inp = self.images.to_network(rgb, extra)
         shape = torch._shape_as_tensor(inp)
         h, w = shape[2], shape[3]
         rows, top = _pad_index(h, _padded(h, self.multiple, self.least))
@@ -83,7 +89,7 @@ class SelfContained(nn.Module):
             out = self.net(padded.half()).float() if self.half else self.net(padded)
         s = self.scale
         out = out.index_select(2, torch.arange(h * s) + top * s).index_select(3, torch.arange(w * s) + left * s)
-        rgb_out = self.images.from_network(out, inp if self.images.output_uses_input else None)
+        rgb_out = self.images.from_network(out, inp if self.images.output_uses_input else None, extra)
         return rgb_out.clamp(-1, 1).add(1).mul(0.5)
 
 
@@ -97,15 +103,18 @@ def check_inputs(in_channels: int = 3) -> list[np.ndarray]:
     return inputs
 
 
-def parity_check(session: Any, translate: Any, tolerance: float) -> list[tuple[tuple[int, ...], float]]:
+def parity_check(session: Any, translate: Any, tolerance: float, images: Any = None) -> list[tuple[tuple[int, ...], float]]:
     """Run every :func:`check_inputs` array through the ONNX Runtime ``session`` and
     through ``translate`` (a Translator: float tensors in, float tensors out, before any
-    quantisation); returns (input shape, largest |difference|) per input, and raises
+    quantisation), with seeded values of the inputs beyond the image that ``images`` (the
+    task) declares; returns (input shape, largest |difference|) per input, and raises
     ValueError (naming the shape) above ``tolerance``."""
     found = []
+    gen = torch.Generator().manual_seed(1)
     for x in check_inputs():
-        got = session.run(["output"], {"input": x})[0]
-        expected = translate(torch.from_numpy(x)).numpy()
+        extra = images.example_inputs(x.shape[0], x.shape[2], x.shape[3], gen) if images is not None else {}
+        got = session.run(["output"], {"input": x, **{k: v.numpy() for k, v in extra.items()}})[0]
+        expected = translate(torch.from_numpy(x), **extra).numpy()
         if got.shape != expected.shape:
             raise ValueError(f"output shape {got.shape} for input {x.shape}, predict gives {expected.shape}")
         diff = float(np.abs(got.astype(np.float64) - expected).max())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from img2img.errors import UserError
@@ -21,9 +22,11 @@ def make_folder(folder: Path, option: str = "--out", given: Path | None = None) 
     return folder
 
 
-def writable_parent(path: Path, option: str = "--out") -> Path:
-    """``path``, a file about to be written, once its folder exists."""
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a folder; give a file name")
+def writable_parent(path: str | Path, option: str = "--out") -> Path:
+    """``path``, a file about to be written, once its folder exists. A folder (one that
+    exists, or text ending in a slash, which ``Path`` would drop) is a UserError."""
+    text, path = str(path), Path(path).expanduser()
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise UserError(f"{option} {text} is a folder; give a file name")
     make_folder(path.parent, option, given=path)
     return path

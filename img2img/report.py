@@ -31,7 +31,7 @@ import torch.nn.functional as F
 #: Longest side of a thumbnail, in pixels.
 THUMB = 256
 #: Metrics where lower is better (for the sign of the gap).
-LOWER_IS_BETTER = ("lpips", "fid", "kid", "kid_std")
+LOWER_IS_BETTER = ("lpips", "fid", "kid", "kid_std", "l1", "l1_hole")
 #: The columns of images, and the keys of an evaluation result that fill them.
 COLUMNS = (("input", ("input",)), ("output", ("pred", "fake")), ("target", ("target",)),
            ("baseline", ("baseline",)))

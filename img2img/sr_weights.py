@@ -148,7 +148,7 @@ def _metadata(net: nn.Module) -> dict[str, str]:
 def write_sr_weights(net: nn.Module, path: str | Path) -> Path:
     """Write ``net``'s weights in the original layout to ``path`` (``.safetensors`` or
     ``.pth``), atomically."""
-    from img2img.files import atomic_write
+    from img2img.files import atomic_write, save_tensors
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -160,9 +160,7 @@ def write_sr_weights(net: nn.Module, path: str | Path) -> Path:
     state = to_original(net)
     with atomic_write(path) as tmp:
         if suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=_metadata(net))
+            save_tensors({k: v.contiguous() for k, v in state.items()}, tmp, metadata=_metadata(net))
         else:
             torch.save({"params": state}, tmp)
     return path

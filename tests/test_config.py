@@ -160,7 +160,7 @@ def test_unknown_key_in_yaml(tmp_path):
         ("data.on_error=ignore", "data.on_error: invalid value 'ignore'; allowed: raise|skip"),
         ("train.channels_last=maybe", "train.channels_last: expected true or false, got 'maybe'"),
         ("train.lr_g=fast", "train.lr_g: expected a number, got 'fast'"),
-        ("data.scale=5", "data.scale: invalid value 5; allowed: 2|3|4"),
+        ("data.scale=5", "data.scale: invalid value 5; allowed: 1|2|3|4"),
         ("train.betas=[0.5]", "train.betas: expected two numbers in [0, 1)"),
         ("train.ema=2", "train.ema: invalid value 2.0; must be <= 1.0"),
         ("train.lr_g=nan", "train.lr_g: expected a finite number, got 'nan'"),
@@ -225,7 +225,7 @@ def test_cross_key_rules():
         build_task(load_config(None, ["task=colorization", "model.in_channels=3"]))
     with pytest.raises(ConfigError, match="the srgan task needs srresnet"):
         build_task(load_config(None, ["task=srgan"]))
-    with pytest.raises(ConfigError, match="eval.metric: psnr needs paired targets; the cyclegan task evaluates fid or kid: set eval.metric=fid"):
+    with pytest.raises(ConfigError, match="eval.metric: psnr needs paired targets; the cyclegan task evaluates fid or kid or is: set eval.metric=fid"):
         build_task(load_config(None, ["task=cyclegan", "eval.every=10"]))
     with pytest.raises(ConfigError, match="step scheduler needs at least one milestone"):
         load_config(None, ["train.scheduler=step"])
@@ -340,7 +340,7 @@ def test_schema_mirrors_the_dataclasses():
             assert node["default"] == default, dotted
     assert schema["properties"]["train"]["properties"]["batch_size"]["maximum"] == 4096
     assert schema["properties"]["train"]["properties"]["plateau_factor"]["exclusiveMaximum"] == 1.0
-    assert schema["properties"]["data"]["properties"]["scale"]["enum"] == [2, 3, 4]
+    assert schema["properties"]["data"]["properties"]["scale"]["enum"] == [1, 2, 3, 4]
     glow = schema["allOf"][1]
     assert glow["if"]["properties"]["task"] == {"const": "glow_schema"}
     options = glow["then"]["properties"]["task_options"]

@@ -34,6 +34,7 @@ def test_layout_counts_and_sizes(sample_dir):
     expected_folders = {
         "photos/train", "photos/val", "sr/train", "sr/val", "paired/train",
         "paired/val", "unpaired/trainA", "unpaired/trainB", "unpaired/valA", "unpaired/valB",
+        *(f"multidomain/{split}/{d}" for split in ("train", "val") for d in ("photo", "hue", "sepia", "poster")),
     }
     assert set(manifest["folders"]) == expected_folders
     for folder, info in manifest["folders"].items():
@@ -61,6 +62,24 @@ def test_paired_is_edges_beside_photo_and_unpaired_b_is_posterised(sample_dir):
     styled = read_image(scan_images(sample_dir / "unpaired" / "trainB")[0])
     levels = np.rint(styled * 255).astype(int)
     assert set(np.unique(levels)) <= {0, 85, 170, 255}
+
+
+def test_multidomain_domains_are_renderings_of_their_own_crops(sample_dir):
+    manifest = json.loads((sample_dir / "manifest.json").read_text())
+    boxes = {}
+    for rel, crop in manifest["crops"].items():
+        if rel.startswith("multidomain/"):
+            _, split, domain, _ = rel.split("/")
+            boxes.setdefault((split, domain), set()).add((crop["photo"], tuple(crop["box"])))
+    for split in ("train", "val"):  # no crop is shown in two domains: the domains are not paired
+        for a in ("photo", "hue", "sepia", "poster"):
+            for b in ("photo", "hue", "sepia", "poster"):
+                assert a == b or not boxes[split, a] & boxes[split, b], (split, a, b)
+    sepia = read_image(scan_images(sample_dir / "multidomain" / "train" / "sepia")[0])
+    assert (sepia[..., 0] >= sepia[..., 1] - 1e-6).all() and (sepia[..., 1] >= sepia[..., 2] - 1e-6).all()
+    poster = np.rint(read_image(scan_images(sample_dir / "multidomain" / "val" / "poster")[0]) * 255)
+    assert set(np.unique(poster)) <= {0, 85, 170, 255}
+    assert manifest["format"] == 3 and manifest["folders"]["multidomain/val/hue"]["size_wh"] == [64, 64]
 
 
 def test_train_and_val_never_share_pixels(sample_dir):

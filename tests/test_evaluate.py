@@ -170,8 +170,10 @@ def test_images_too_small_for_ssim_are_named(tmp_path):
 
 
 def test_eval_errors_are_one_line(tmp_path):
-    out = run_eval(tmp_path / "nothing", "--data", tmp_path)
+    out = run_eval(tmp_path / "nothing", "--data", tmp_path, "--out", tmp_path / "res" / "r.json",
+                   "--report", tmp_path / "rep" / "r.html")
     assert out.returncode == 2 and "model not found" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "res").exists() and not (tmp_path / "rep").exists()  # nothing made for a typo
     model_dir, *_ = make_model(tmp_path, "task=pix2pix", "model.generator.name=unet", "model.generator.num_downs=2", "model.generator.ngf=4")
     out = run_eval(model_dir, "--data", tmp_path / "missing")
     assert out.returncode == 2 and "--data: folder not found" in out.stderr

@@ -400,6 +400,30 @@ def test_predict_glob_and_same_stem(models, tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".img2img.json", "p.jpg.png", "p.png.png"]
 
 
+def test_predict_leaves_out_earlier_prediction_folders_inside_its_input(models, tmp_path, capsys, caplog):
+    src = tmp_path / "in"
+    rng = np.random.default_rng(3)
+    for rel in ("a.png", "sub/b.png"):
+        _write_png(src / rel, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    assert main(["predict", str(models["unet"]), str(src), "--out", str(src / "out")]) == 0
+    (src / "mine").mkdir()
+    _write_png(src / "mine" / "c.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))  # the user's: kept
+    assert main(["predict", str(models["unet"]), str(src), "--out", str(tmp_path / "elsewhere")]) == 0
+    written = sorted(p.relative_to(tmp_path / "elsewhere").as_posix() for p in (tmp_path / "elsewhere").rglob("*.png"))
+    assert written == ["a.png", "mine/c.png", "sub/b.png"]
+    assert "skipped 2 image(s) in earlier prediction folders" in caplog.text and ": out" in caplog.text
+
+
+def test_predict_glob_under_the_home_folder_keeps_its_layout(models, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rng = np.random.default_rng(2)
+    for rel in ("album/a/x.png", "album/b/y.png"):
+        _write_png(tmp_path / rel, rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    code = main(["predict", str(models["unet"]), "~/album/**/*.png", "--out", str(tmp_path / "o")])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "o" / "a" / "x.png").is_file() and (tmp_path / "o" / "b" / "y.png").is_file()
+
+
 def test_predict_never_writes_over_its_inputs(models, tmp_path, capsys):
     src = tmp_path / "in"
     _write_png(src / "a.png", np.zeros((8, 8, 3), np.uint8))
@@ -558,3 +582,16 @@ def test_colorization_keeps_the_input_lightness(tmp_path):
     assert float_psnr(tiled.numpy(), out.numpy()) > 25  # a U-Net sees each tile alone
     lum_tiled = (rgb_to_lab_norm(tiled[None] * 2 - 1)[0] + 1) * 50
     assert (lum_in - lum_tiled).abs().max() < 0.5  # tiles blend ab; L is still the input's
+
+
+def test_a_task_that_reads_its_input_back_refuses_an_upscaling_network():
+    """Colorization keeps the input's L at the output: a x2 network cannot serve it."""
+
+    class Up(torch.nn.Module):
+        in_channels, out_channels, scale = 1, 2, 2
+
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=2).repeat(1, 2, 1, 1)
+
+    with pytest.raises(UserError, match="colorization task reads its input back at the output's size, which a x2"):
+        Translator(load_config(None, ["task=colorization"]), {"G": Up()})

@@ -20,7 +20,13 @@ from img2img.config import load_config, save_config
 from img2img.engine import Trainer, list_checkpoints
 from img2img.errors import ConfigError, DataError, NonFiniteLossError, UserError
 from img2img.model_io import load_model
-from tests.tiny import make_task_data, save_undecodable_jpeg, tiny_overrides
+from tests.tiny import (
+    kill_resume_and_compare,
+    make_task_data,
+    save_undecodable_jpeg,
+    tiny_overrides,
+    train_command,
+)
 
 TASKS = ["pix2pix", "colorization", "cyclegan", "srgan"]
 
@@ -115,10 +121,6 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
 # --------------------------------------------------------------------------- exact resume
 
 
-def _train_cmd(cfg_path: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "img2img", "train", str(cfg_path), *extra]
-
-
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "model" / "model.safetensors"))
 
@@ -132,34 +134,9 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 )
 def test_resume_after_sigkill_is_bit_identical(task, extra, task_data, tmp_path):
     steps = ["train.max_steps=16", "train.save_every=4", "train.batch_size=2"]
-    ref_run, killed_run = tmp_path / "ref", tmp_path / "killed"
-    ref_cfg = load_config(None, tiny_overrides(task, task_data[task], ref_run, *steps, *extra))
-    kill_cfg = load_config(None, tiny_overrides(task, task_data[task], killed_run, *steps, *extra))
-    save_config(ref_cfg, tmp_path / "ref.yaml")
-    save_config(kill_cfg, tmp_path / "kill.yaml")
-
-    proc = subprocess.Popen(_train_cmd(tmp_path / "kill.yaml"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not (killed_run / "checkpoints" / "step-000004").exists():
-        assert proc.poll() is None, proc.stderr.read().decode()
-        assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    assert not (killed_run / "model").exists(), "the run finished before it was killed"
-    saved = list_checkpoints(killed_run)
-    assert saved and max(int(p.name[5:]) for p in saved) < 16
-
-    resumed = subprocess.run(_train_cmd(tmp_path / "kill.yaml", "--resume", "auto"), capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    ref = subprocess.run(_train_cmd(tmp_path / "ref.yaml"), capture_output=True, text=True, timeout=300)
-    assert ref.returncode == 0, ref.stderr
-
-    a, b = _weights(ref_run), _weights(killed_run)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    killed_run = kill_resume_and_compare(
+        tmp_path, lambda run: load_config(None, tiny_overrides(task, task_data[task], run, *steps, *extra)),
+        kill_at=4, files=["model/model.safetensors"])
     # The metrics log has one line per step, none duplicated by the killed run.
     steps_logged = [r["step"] for r in read_metrics(killed_run) if "images_per_s" in r]
     assert steps_logged == list(range(1, 17))
@@ -337,7 +314,7 @@ def test_sigterm_saves_and_exits_zero(task_data, tmp_path, workers):
     cfg = load_config(None, tiny_overrides("pix2pix", task_data["pix2pix"], run, "train.max_steps=100000",
                                            f"data.num_workers={workers}"))
     save_config(cfg, tmp_path / "c.yaml")
-    proc = subprocess.Popen(_train_cmd(tmp_path / "c.yaml"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(train_command(tmp_path / "c.yaml"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     deadline = time.time() + 240
     while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 2:
@@ -384,7 +361,7 @@ def test_an_error_with_data_workers_exits_instead_of_hanging(tmp_path):
     cfg = load_config(None, tiny_overrides("colorization", root, tmp_path / "run", "train.max_steps=50",
                                            "data.num_workers=2"))
     save_config(cfg, tmp_path / "c.yaml")
-    proc = subprocess.run(_train_cmd(tmp_path / "c.yaml"), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(train_command(tmp_path / "c.yaml"), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "bad.jpg" in proc.stderr and "Traceback" not in proc.stderr
 

@@ -89,3 +89,50 @@ def build_dataset(config, split: str):
     from img2img.tasks import build_task
 
     return build_task(config).build_dataset(split)
+
+
+def train_command(config_path: Path, *extra: str) -> list[str]:
+    """``img2img train CONFIG ...`` in a fresh interpreter."""
+    import sys
+
+    return [sys.executable, "-m", "img2img", "train", str(config_path), *extra]
+
+
+def kill_resume_and_compare(tmp_path: Path, make_config, kill_at: int, files: list[str]) -> Path:
+    """SIGKILL a run once its checkpoint ``kill_at`` exists, resume it (``--resume auto``),
+    train the same config uninterrupted, and assert that ``files`` (paths inside the run)
+    are bit-identical. ``make_config(output_dir)`` gives the Config of either run. Returns
+    the killed-and-resumed run's folder."""
+    import signal
+    import subprocess
+    import time
+
+    import torch
+    from safetensors.torch import load_file
+
+    from img2img.config import save_config
+
+    runs = {name: tmp_path / name for name in ("ref", "killed")}
+    for name, run in runs.items():
+        save_config(make_config(run), tmp_path / f"{name}.yaml")
+    killed = runs["killed"]
+    proc = subprocess.Popen(train_command(tmp_path / "killed.yaml"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / f"step-{kill_at:06d}").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "model").exists(), "the run finished before it was killed"
+    for cmd in (train_command(tmp_path / "killed.yaml", "--resume", "auto"), train_command(tmp_path / "ref.yaml")):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for name in files:
+        a, b = load_file(str(runs["ref"] / name)), load_file(str(killed / name))
+        assert a.keys() == b.keys(), name
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}: {key} differs after resume"
+    return killed

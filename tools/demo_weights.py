@@ -21,7 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-KINDS = ("colorize", "sr", "paired", "unpaired")
+#: The demos, by recipe name: ``KIND`` or ``KIND_METHOD`` (``unpaired_cut``: ``img2img demo
+#: unpaired --method cut``).
+KINDS = ("colorize", "sr", "paired", "unpaired", "realsr", "unpaired_cut", "multidomain", "inpaint")
 
 
 def environment() -> dict[str, str]:
@@ -45,10 +47,12 @@ def tensors_hash(path: Path) -> str:
 
 
 def demo_hash(kind: str, steps: int | None, workdir: Path) -> str:
-    from img2img.demo import run_demo
+    from img2img.demo import kinds, run_demo
 
+    base, method = (kind, None) if kind in kinds() else kind.split("_", 1)
     overrides = ["device=cpu", "log.wandb=off", "log.progress=false"]
-    summary = run_demo(kind, out=workdir / "runs", data=workdir / "sample", steps=steps, overrides=overrides)
+    summary = run_demo(base, out=workdir / "runs", data=workdir / "sample", steps=steps, overrides=overrides,
+                       method=method)
     return tensors_hash(Path(summary["run_dir"]) / "model" / "model.safetensors")
 
 

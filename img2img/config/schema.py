@@ -18,7 +18,7 @@ import yaml
 #: Every metric evaluation reports, in display order, and whether higher is better. The
 #: best model and the plateau schedule follow ``eval.metric``'s direction.
 METRICS = {"psnr": True, "ssim": True, "psnr_y": True, "ssim_y": True, "fid": False, "kid": False,
-           "lpips": False}
+           "is": True, "lpips": False, "l1": False, "psnr_hole": True, "ssim_hole": True, "l1_hole": False}
 GENERATORS = (
     "unet_128",
     "unet_256",
@@ -33,8 +33,10 @@ GENERATORS = (
     "rrdbnet",
     "srvgg_compact",
     "span",
+    "stargan_resnet",
 )
-DISCRIMINATORS = ("patchgan", "patchgan_aa", "pixelgan", "multiscale", "vgg", "unet_sn", "vgg128", "none")
+DISCRIMINATORS = ("patchgan", "patchgan_aa", "pixelgan", "multiscale", "vgg", "unet_sn", "vgg128",
+                  "stargan_patchgan", "none")
 NORMS = ("batch", "instance", "none", "spectral")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
 GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge", "ragan")
@@ -90,10 +92,10 @@ class GeneratorConfig:
     #: resnet_aa only: blur-pool (anti-aliased) down- and upsampling, as CUT; false:
     #: strided and transposed convolutions.
     antialias: bool = True
-
-
     #: rrdbnet only: the channels each dense layer adds (ESRGAN's num_grow_ch; unset: 32).
     growth: int | None = field(default=None, metadata={"min": 1, "max": MAX_WIDTH})
+
+
 @dataclass
 class DiscriminatorConfig:
     """The discriminator: the 70x70 PatchGAN is ``patchgan`` with ``n_layers: 3``."""
@@ -155,6 +157,8 @@ class LossConfig:
     gp_weight: float = field(default=10.0, metadata={"min": 0.0})
     #: Weight of the R1 penalty on real images (0: off).
     r1_weight: float = field(default=0.0, metadata={"min": 0.0})
+    #: Weight of pix2pixHD's discriminator feature matching (0: off; pix2pixHD: 10).
+    feature_matching_weight: float = field(default=0.0, metadata={"min": 0.0})
     #: Scale of the discriminator loss (0.5 halves it, as in pix2pix/CycleGAN).
     d_loss_scale: float = field(default=0.5, metadata={"min": 0.0})
     #: Size of the image pool per discriminator (CycleGAN; 0: no pool).
@@ -175,6 +179,11 @@ class TrainConfig:
     keep_last: int = field(default=3, metadata={"min": 1})
     #: Gradient accumulation steps.
     grad_accum: int = field(default=1, metadata={"min": 1})
+    #: Discriminator updates per generator update (WGAN-GP's n_critic; StarGAN: 5). One
+    #: step is this many D updates, each on its own batch (x grad_accum), and one G update
+    #: with the last, in the task's order; max_steps, schedules, save_every, eval.every and
+    #: log.every count these steps (G updates).
+    d_steps_per_g_step: int = field(default=1, metadata={"min": 1, "max": 100})
     #: Adam learning rate of the generator(s).
     lr_g: float = field(default=2e-4, metadata={"min": 0.0})
     #: Adam learning rate of the discriminator(s).
@@ -258,7 +267,8 @@ class DataConfig:
     alpha: str = field(default="white", metadata=_choices("white", "drop"))
     #: DataLoader workers.
     num_workers: int = field(default=2, metadata={"min": 0, "max": 128})
-    #: Evaluate on the first N validation images (0: all).
+    #: Evaluate on N validation images (0: all): the first N; multi-domain data takes them
+    #: in turn from each domain (the first of every domain, then the second, ...).
     max_val_images: int = field(default=0, metadata={"min": 0})
 
 
@@ -272,7 +282,7 @@ class EvalConfig:
     metric: str = field(default="psnr", metadata=_choices(*METRICS))
     #: Pixels cut from each edge before PSNR/SSIM (unset: the task's, the scale for SR).
     crop_border: int | None = field(default=None, metadata={"min": 0})
-    #: A local FID Inception weights file, for fid/kid.
+    #: A local FID Inception weights file, for fid/kid/is (the Inception Score).
     fid_weights: str | None = None
     #: LPIPS v0.1 of paired predictions with this backbone (off: not computed).
     lpips: str = field(default="off", metadata=_choices("off", "alex", "vgg"))

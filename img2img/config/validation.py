@@ -9,6 +9,7 @@ is a ConfigError that names the key, the value (cut short) and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -26,7 +27,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in args) + " or null"
     if origin is list:
         (item,) = typing.get_args(tp)
-        return f"a list of {_type_name(item)}"
+        return f"a list of {_type_name(item)}".replace("of a number", "of numbers").replace(
+            "of an integer", "of integers")
     if origin is dict:
         _, value = typing.get_args(tp)
         return f"a mapping of names to {_type_name(value)}"
@@ -103,6 +105,15 @@ def coerce(value: Any, tp: Any, dotted: str) -> Any:
         return _coerce_union(value, tp, dotted)
     if origin is list:
         (item,) = typing.get_args(tp)
+        if isinstance(value, str) and "," in value:  # train.betas=0.5,0.999
+            listed = "[" + ",".join(v.strip() for v in value.strip().strip("[]()").split(",")) + "]"
+            raise ConfigError(f"{clip_text(dotted)}: expected {_type_name(tp)}, got "
+                              f"{short_repr(value)}; write a list in brackets: "
+                              f"{clip_text(dotted)}={clip_text(listed)}")
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):  # betas=0.5
+            raise ConfigError(f"{clip_text(dotted)}: expected {_type_name(tp)}, got "
+                              f"{short_repr(value)}; write a list in brackets: "
+                              f"{clip_text(dotted)}=[{clip_text(str(value))},...]")
         if not isinstance(value, (list, tuple)):
             raise _bad_type(dotted, value, tp)
         return [coerce(v, item, f"{dotted}[{i}]") for i, v in enumerate(value)]
@@ -124,7 +135,9 @@ def check_rules(dotted: str, value: Any, meta: typing.Mapping[str, Any]) -> None
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = "|".join(str(c) for c in choices)
-        raise ConfigError(f"{dotted}: invalid value {shown}; allowed: {allowed}")
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.75)
+        hint = f" (did you mean {dotted}={close[0]}?)" if close and isinstance(value, str) else ""
+        raise ConfigError(f"{dotted}: invalid value {shown}{hint}; allowed: {allowed}")
     span = ""
     if "min" in meta and "max" in meta:
         note = f", {meta['note']}" if "note" in meta else ""
@@ -198,7 +211,9 @@ def _check_schedule(t: Any) -> None:
             f"train.cosine_periods: each period must be >= 1, got {short_repr(t.cosine_periods)}")
     if t.scheduler == "linear" and t.decay_start is not None and t.decay_start > t.max_steps:
         raise ConfigError(
-            f"train.decay_start: {t.decay_start} is after train.max_steps ({t.max_steps})"
+            f"train.decay_start: {t.decay_start} is after train.max_steps ({t.max_steps}); for a "
+            f"run this short also set train.decay_start={t.max_steps // 2} (or "
+            "train.decay_start=null: the decay then starts at half of the run)"
         )
 
 

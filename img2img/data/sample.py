@@ -11,6 +11,8 @@ Layout (all PNG, 8-bit RGB)::
     DIR/paired/val/*.png
     DIR/unpaired/trainA, valA      photo crops
     DIR/unpaired/trainB, valB      other crops, hue-rotated and posterised (another "style")
+    DIR/multidomain/train/<d>      64x64 crops in four domains d (photo, hue, sepia, poster),
+    DIR/multidomain/val/<d>        each from its own crops (:mod:`img2img.data.sample_styles`)
     DIR/LICENSES.md                where each photo comes from and its licence
     DIR/manifest.json              counts, sizes, and the source box of every crop
     DIR/.complete                  written last: a folder without it is rebuilt
@@ -21,6 +23,8 @@ that its short side is 256 px. Its rightmost 96 columns are kept for validation 
 training crops come from the columns left of them, 8 px away, so train and val never
 share a pixel. Crops are drawn by fixed-seed generators and flat (e.g. black sky) crops
 are avoided, so the output is the same on every run. Building takes a few seconds.
+The multi-domain set's validation crops are four 64 px squares stacked in the validation
+strip, one per domain, so no two domains share a pixel there either.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 
 from img2img.data.io import write_image
 from img2img.data.matlab_imresize import imresize
+from img2img.data.sample_styles import DOMAINS
 from img2img.log import get_logger
 
 log = get_logger(__name__)
@@ -43,7 +48,8 @@ GAP = 8
 TRAIN_PER_PHOTO = 7
 UNPAIRED_PER_PHOTO = 6
 MIN_STD = 0.06
-FORMAT_VERSION = 2  # 2: the single-photo set is photos/ (it was colorization/)
+MULTI_CROP = 64
+FORMAT_VERSION = 3  # 2: the single-photo set is photos/ (it was colorization/); 3: multidomain/
 
 #: The colour photos of ``skimage.data`` that are part of the scikit-image distribution
 #: (no download): name, what it shows, source, licence (from skimage's docstrings).
@@ -92,7 +98,7 @@ PHOTOS: tuple[dict[str, str], ...] = (
     },
 )
 
-SUBSETS = ("photos", "sr", "paired", "unpaired")
+SUBSETS = ("photos", "sr", "paired", "unpaired", "multidomain")
 
 
 # --------------------------------------------------------------------------- photos
@@ -128,9 +134,9 @@ def _std(crop: np.ndarray) -> float:
 
 
 def _train_boxes(
-    photo: np.ndarray, count: int, seed: int
+    photo: np.ndarray, count: int, seed: int, side: int = CROP
 ) -> list[tuple[int, int, int, int]]:
-    """``count`` boxes (top, left, h, w) inside the training columns."""
+    """``count`` boxes (top, left, side, side) inside the training columns."""
     height, width = photo.shape[:2]
     right_edge = width - CROP - GAP  # training crops stay left of this column
     rng = np.random.default_rng(seed)
@@ -139,10 +145,10 @@ def _train_boxes(
     for _ in range(60 * count):
         if len(boxes) == count:
             break
-        top = int(rng.integers(0, height - CROP + 1))
-        left = int(rng.integers(0, right_edge - CROP + 1))
-        box = (top, left, CROP, CROP)
-        std = _std(photo[top : top + CROP, left : left + CROP])
+        top = int(rng.integers(0, height - side + 1))
+        left = int(rng.integers(0, right_edge - side + 1))
+        box = (top, left, side, side)
+        std = _std(photo[top : top + side, left : left + side])
         if std >= MIN_STD:
             boxes.append(box)
         else:
@@ -221,7 +227,7 @@ def _licenses(used: list[dict[str, str]]) -> str:
         "# Sample data: sources and licences",
         "",
         "Every image here is a crop of, or is computed from a crop of (Canny edges, a",
-        "hue-rotated posterised rendering), one of these photos. They ship with",
+        "hue-rotated posterised rendering, a sepia one), one of these photos. They ship with",
         "scikit-image (`skimage.data`); the licences are those its documentation states.",
         "",
         "| photo | what it shows | source | licence |",
@@ -299,11 +305,35 @@ def _add_photo(crops: _Crops, number: int, name: str, photo: np.ndarray) -> None
         crops.add(f"unpaired/valB/{name}_00.png", stylise(_crop(photo, val[-1])), name, val[-1])
 
 
+def _add_multidomain(crops: _Crops, number: int, name: str, photo: np.ndarray) -> None:
+    """64 px crops of one photo in every domain of ``DOMAINS``: training crops drawn per
+    domain (their own seed, none shown in two domains: they are not paired) and one
+    validation crop per domain, a 64 px square of the validation strip (the strip's most
+    textured rows, one per domain; a photo too short for them all repeats rows)."""
+    height, width = photo.shape[:2]
+    used: set[tuple[int, int, int, int]] = set()
+    for d, (domain, render) in enumerate(DOMAINS.items()):
+        drawn = _train_boxes(photo, 2 * UNPAIRED_PER_PHOTO, 6000 + 100 * d + number, MULTI_CROP)
+        boxes = [box for box in drawn if box not in used][:UNPAIRED_PER_PHOTO]
+        used.update(boxes)
+        for k, box in enumerate(boxes):
+            crops.add(f"multidomain/train/{domain}/{name}_{k:02d}.png", render(_crop(photo, box)), name, box)
+    left = width - MULTI_CROP
+    rows = [(top, left, MULTI_CROP, MULTI_CROP) for top in range(0, height - MULTI_CROP + 1, MULTI_CROP)]
+    rows.sort(key=lambda box: -_std(_crop(photo, box)))
+    rows = sorted(rows[: len(DOMAINS)])
+    for d, (domain, render) in enumerate(DOMAINS.items()):
+        box = rows[d % len(rows)]
+        crops.add(f"multidomain/val/{domain}/{name}_00.png", render(_crop(photo, box)), name, box)
+
+
 def _manifest(crops: _Crops, photos: list[tuple[dict[str, str], np.ndarray]]) -> dict[str, Any]:
-    sizes = {
-        folder: [CROP * 2, CROP] if folder.startswith("paired/") else [CROP, CROP]
-        for folder in crops.counts
-    }
+    def size(folder: str) -> list[int]:
+        if folder.startswith("multidomain/"):
+            return [MULTI_CROP, MULTI_CROP]
+        return [CROP * 2, CROP] if folder.startswith("paired/") else [CROP, CROP]
+
+    sizes = {folder: size(folder) for folder in crops.counts}
     return {
         "format": FORMAT_VERSION,
         "photos": [meta["name"] for meta, _ in photos],
@@ -337,6 +367,7 @@ def build_sample_data(out_dir: str | Path, force: bool = False) -> Path:
     crops = _Crops()
     for number, (meta, photo) in enumerate(photos):
         _add_photo(crops, number, meta["name"], photo)
+        _add_multidomain(crops, number, meta["name"], photo)
     ownership.mark(out, "sample-data", [*crops.images, *ownership.SAMPLE_DATA_FILES])
     for rel, image in crops.images.items():
         write_image(out / rel, image)

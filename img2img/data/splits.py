@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from img2img.config import short_repr
+from img2img.data import layouts
 from img2img.data.integrity import inspect_files
 from img2img.data.io import scan_images
 from img2img.data.transforms import check_geometry
@@ -107,13 +108,15 @@ def split_folder_name(config: Any, split: str) -> str:
     return config.data.train_split if split == "train" else config.data.val_split
 
 
-def _scan_split(root: Path, name: str, split: str, config: Any) -> list[Path] | None:
-    """Images of ``root/name``; for train, ``root`` itself when that folder is absent."""
+def _scan_split(root: Path, name: str, split: str, config: Any, pairs: bool = False) -> list[Path] | None:
+    """Images of ``root/name``; for train, ``root`` itself when that folder is absent.
+    ``pairs``: the images are to hold A|B side by side (for the layout check's advice)."""
     folder = root / name
     if folder.is_dir():
         return scan_images(folder)
     if split == "val":
         return None
+    layouts.check_fallback(root, name, config.data.val_split, pairs)
     try:
         return scan_images(root, exclude=[root / config.data.val_split])
     except DataError:
@@ -127,9 +130,9 @@ def _inspect(paths: Sequence[Path], config: Any, full_decode: bool):
     return inspect_files(paths, config.data.max_pixels, full_decode)
 
 
-def _collect_single(config, root, split, full_decode) -> SplitFiles | None:
+def _collect_single(config, root, split, full_decode, pairs: bool = False) -> SplitFiles | None:
     name = split_folder_name(config, split)
-    paths = _scan_split(root, name, split, config)
+    paths = _scan_split(root, name, split, config, pairs)
     if paths is None:
         return None
     folder = root / name if (root / name).is_dir() else root
@@ -166,9 +169,10 @@ def _collect_aligned(config, root, split, full_decode) -> SplitFiles | None:
         raise ConfigError(
             f"data.layout is 'aligned' (A|B side by side in one image) but {base} holds A/ and "
             "B/ folders: set data.layout=folders to pair them by file name")
-    found = _collect_single(config, root, split, full_decode)
+    found = _collect_single(config, root, split, full_decode, pairs=True)
     if found is None:
         return None
+    layouts.check_pairs_side_by_side(found.where, found.sizes, found.items)
     narrow = [p for p in found.items if found.sizes[p][0] < 2]
     for p in narrow:
         found.problems.append((p, f"too narrow ({found.sizes[p][0]} px) to hold A|B side by side"))
@@ -192,6 +196,8 @@ def _collect_paired_folders(config, root, split, full_decode) -> SplitFiles | No
         raise DataError(
             f"data.layout=folders needs {dir_a} and {dir_b} (files matched by name); "
             f"found {'neither' if not (dir_a.is_dir() or dir_b.is_dir()) else 'only one'}"
+            f" ({base} holds {layouts.describe(base)}); for A|B images side by side set "
+            "data.layout=aligned"
         )
     paths_a, paths_b = scan_images(dir_a), scan_images(dir_b)
     problems: list[tuple[Path, str]] = []
@@ -233,7 +239,9 @@ def _unpaired_dirs(root: Path, name: str, split: str) -> tuple[Path, Path] | Non
     if split == "train":
         raise DataError(
             f"unpaired data needs {root / (name + 'A')} and {root / (name + 'B')} "
-            "(one folder per domain)"
+            f"(one folder per domain); {root} holds {layouts.describe(root)}. Put each domain's "
+            f"images in its own folder ({name}A/, {name}B/; held-out ones in valA/, valB/), or "
+            "train a paired recipe on paired data ('img2img recipes')"
         )
     return None
 

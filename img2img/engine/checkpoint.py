@@ -45,19 +45,31 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
     """The checkpoint ``--resume`` names: ``auto`` is the newest of ``output_dir`` (None
-    when there is none), anything else a checkpoint folder."""
+    when there is none), a run directory its newest checkpoint, anything else a checkpoint
+    folder."""
     if not resume:
         return None
     if resume == "auto":
         checkpoints = list_checkpoints(output_dir)
         return checkpoints[-1] if checkpoints else None
-    path = Path(resume)
-    if not (path / "trainer_state.json").is_file():
-        raise UserError(
-            f"--resume {resume}: not a checkpoint directory (expected {path}/trainer_state.json); "
-            f"checkpoints live in {output_dir / 'checkpoints'}"
-        )
-    return path
+    path = Path(resume).expanduser()
+    if (path / "trainer_state.json").is_file():
+        return path
+    if not path.exists():
+        there = list_checkpoints(path.parent.parent) if path.parent.name == "checkpoints" else []
+        saved = f" ({path.parent} holds {', '.join(p.name for p in there[-5:])})" if there else ""
+        raise UserError(f"--resume {resume}: no such folder{saved}; give a run directory (its newest "
+                        "checkpoint is used), a checkpoint directory, or auto")
+    checkpoints = list_checkpoints(path)
+    if not checkpoints and path.name == "checkpoints":  # a run's checkpoints/ folder itself
+        checkpoints = list_checkpoints(path.parent)
+    if checkpoints:
+        return checkpoints[-1]
+    raise UserError(
+        f"--resume {resume}: not a checkpoint directory (no trainer_state.json), nor a run "
+        f"directory with checkpoints (none in {path / 'checkpoints'}); give a run directory "
+        "that has saved one, or a checkpoint directory such as RUN/checkpoints/step-NNNNNN"
+    )
 
 
 class Checkpoints:
@@ -233,17 +245,13 @@ def _check_network_shapes(path: Path, nets: dict) -> None:
 def check_resume_config(path: Path, config: Config) -> Config:
     """Refuse to resume with other networks (their weights would not fit); say which other
     settings changed. Returns the config the checkpoint was written with."""
-    from img2img.engine.setup import flat_config
+    from img2img.engine.setup import flat_config, shapes_networks
     from img2img.model_io import read_model_config
 
     before, _ = read_model_config(path / "model")
     old, new = flat_config(before), flat_config(config)
-
-    def fixed(key: str) -> bool:
-        return key in ("task", "data.scale") or (key.startswith("model.") and key != "model.init_from")
-
     changed = [k for k in new if old.get(k) != new[k]]
-    blocking = [k for k in changed if fixed(k)]
+    blocking = [k for k in changed if k == "task" or shapes_networks(k)]
     if (before.train.ema > 0) != (config.train.ema > 0):
         blocking.append("train.ema")
     if blocking:

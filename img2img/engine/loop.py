@@ -3,7 +3,11 @@
 happens to a non-finite loss are here.
 
 One *step* is one optimizer update of G (and of D) over ``train.grad_accum`` micro-batches
-of ``train.batch_size`` images on each process.
+of ``train.batch_size`` images on each process; with ``train.d_steps_per_g_step`` = k > 1
+it is k updates of D, each on its own ``grad_accum`` micro-batches, the last of them
+followed by the update of G on the same data (WGAN-GP's and StarGAN's n_critic). Every
+count in steps (``max_steps``, schedules, ``save_every``, ``eval.every``, ``log.every``)
+counts these G updates.
 
 Run directory (``output_dir``)::
 
@@ -60,9 +64,11 @@ class Trainer:
     def __init__(self, config: Config, resume: str | None = None) -> None:
         from img2img.tasks import build_task
 
-        self.config = config
         self.output_dir = Path(config.output_dir)
         self.task = build_task(config)  # the task checks its own settings first
+        # What the task resolved at the start (a multi-domain task's domains, found in the
+        # data) is part of the run's config: saved with it, and with the model.
+        self.config = config = self.task.config
         check_config(config, self.output_dir)
         # Resolved first: model.init_from applies only when no checkpoint is resumed.
         self.resume_from = resolve_resume(resume, self.output_dir)
@@ -135,8 +141,10 @@ class Trainer:
             save_config(c, self.output_dir / "config.yaml")
         self.tracking.start(self.step, resumed=self.resume_from is not None)
         log.info(
-            "training %s: %d steps, batch %d x %d process(es) x %d accumulation, %d images, device %s%s",
-            c.task, c.train.max_steps, c.train.batch_size, self.world_size, c.train.grad_accum,
+            "training %s: %d steps%s, batch %d x %d process(es) x %d accumulation, %d images, device %s%s",
+            c.task, c.train.max_steps,
+            f" of {c.train.d_steps_per_g_step} D updates and 1 G update" if c.train.d_steps_per_g_step > 1 else "",
+            c.train.batch_size, self.world_size, c.train.grad_accum,
             len(self.data.train_set), self.device, f", {c.mixed_precision}" if c.mixed_precision != "no" else "",
         )
 
@@ -174,7 +182,8 @@ class Trainer:
         c = self.config
         if self.step % c.log.every == 0 or self.step == c.train.max_steps:
             self.tracking.log_scalars(self.step, self._position(), progress)
-        if c.log.images_every and self.step % c.log.images_every == 0:
+        last = self.step == c.train.max_steps and not self.tracking.grids  # a short run's one grid
+        if c.log.images_every and (self.step % c.log.images_every == 0 or last):
             self.tracking.log_samples(self.step, self.task)
         if c.eval.every and self.step % c.eval.every == 0 and self.data.val_set is not None:
             self.evaluate()
@@ -200,17 +209,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, batches) -> None:
-        """One optimizer step over ``train.grad_accum`` micro-batches of ``batches``."""
+        """One step: ``train.d_steps_per_g_step`` discriminator updates, the generator's
+        with the last (in the task's order), each over ``train.grad_accum`` micro-batches
+        of ``batches``. A non-finite loss skips the rest of the step (its data still consumed)."""
         acc = self.accelerator
         models = [*self.nets.train_G.values(), *self.nets.train_D.values()]
         skipped = False
-        for _ in range(self.config.train.grad_accum):
-            raw = next(batches)  # a skipped step still consumes its data, as a run without it
-            with acc.accumulate(*models):  # keeps Accelerate's accumulation count aligned
-                if skipped:
-                    continue
-                batch = self.task.prepare(raw, self.device, self.config.train.channels_last)
-                skipped = not self._micro_step(batch)
+        critic_only = self.config.train.d_steps_per_g_step - 1
+        for update in range(critic_only + 1):
+            for _ in range(self.config.train.grad_accum):
+                raw = next(batches)  # a skipped step still consumes its data, as a run without it
+                with acc.accumulate(*models):  # keeps Accelerate's accumulation count aligned
+                    if skipped:
+                        continue
+                    batch = self.task.prepare(raw, self.device, self.config.train.channels_last)
+                    done = self._micro_step(batch) if update == critic_only else self._critic_step(batch)
+                    skipped = not done
         # The learning rates this step used (logged), before the schedules move on.
         self.tracking.end_step(self.optim.learning_rates())
         self.optim.step_schedules()
@@ -231,6 +245,12 @@ class Trainer:
         self.tracking.sample = (batch, out)
         self.tracking.observe(batch, out)
         return True
+
+    def _critic_step(self, batch) -> bool:
+        """A discriminator-only update on one micro-batch (G runs without gradient)."""
+        with torch.no_grad(), self.accelerator.autocast():
+            out = self.task.critic_forward(self.nets.train_G, batch)
+        return self._d_phase(batch, out)
 
     def _g_phase(self, batch, out) -> bool:
         set_requires_grad(self.nets.side("D"), False)
@@ -279,7 +299,10 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.config.train.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        self.tracking.add_losses(names, values.detach())
+        values = values.detach()
+        if side == "D" and self.config.train.d_steps_per_g_step > 1:  # logged: the mean per D update
+            values = values / self.config.train.d_steps_per_g_step
+        self.tracking.add_losses(names, values)
         return True
 
     def _nonfinite(self, name: str, value: float) -> None:
@@ -318,6 +341,8 @@ class Trainer:
         self.last_eval = result
         scalars = {f"eval/{k}": v for k, v in result["model"].items()}
         scalars |= {f"eval_baseline/{k}": v for k, v in result["baseline"].items()}
+        for group, scores in result.get("groups", {}).items():  # per-group FID/KID
+            scalars |= {f"eval/{group}/{k}": v for k, v in scores["model"].items()}
         self.tracking.record(self.step, scalars)
         value = result["model"].get(c.eval.metric)
         if value is not None:

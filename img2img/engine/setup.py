@@ -62,6 +62,9 @@ def check_config(config: Config, output_dir: Path) -> None:
         raise ConfigError("mixed_precision: fp16 needs a CUDA GPU; on the CPU use mixed_precision=bf16")
     if c.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but no CUDA GPU is visible; use device=cpu")
+    if c.train.d_steps_per_g_step > 1 and c.model.discriminator.name == "none":
+        raise ConfigError("train.d_steps_per_g_step: extra discriminator updates need a discriminator "
+                          "(model.discriminator.name is none); set train.d_steps_per_g_step=1")
     if c.train.scheduler == "plateau" and c.eval.every == 0:
         raise ConfigError("train.scheduler: plateau reads the validation metric, so it needs eval.every > 0")
     if output_dir.exists() and not output_dir.is_dir():
@@ -112,14 +115,24 @@ def check_training_size(config: Config, task, G: dict[str, nn.Module], D: dict[s
             ) from None
 
 
+def shapes_networks(key: str) -> bool:
+    """Whether the flat config key ``key`` shapes the networks (``model.*`` but
+    ``model.init_from``, and ``data.scale``): weights trained with another value do not fit."""
+    return key == "data.scale" or (key.startswith("model.") and key != "model.init_from")
+
+
 def init_from(path: str, config: Config, G: dict[str, nn.Module]) -> None:
     """Start the generators from an exported model (``model.init_from``)."""
     from img2img.model_io import load_model, load_state_dict_strict
 
-    theirs_config, generators = load_model(path)
+    try:
+        theirs_config, generators = load_model(path)
+    except UserError as err:  # the recipe's previous stage, not trained yet
+        raise UserError(f"model.init_from: {err}. This run starts from that model: train it first "
+                        "(the recipe's header names the stage), or set model.init_from=PATH to "
+                        "another model, or model.init_from=null for random weights") from None
     theirs, ours = flat_config(theirs_config), flat_config(config)
-    differ = [k for k in ours if (k.startswith("model.") or k == "data.scale") and k != "model.init_from"
-              and theirs.get(k) != ours[k]]
+    differ = [k for k in ours if shapes_networks(k) and theirs.get(k) != ours[k]]
     settings = "; it differs in " + ", ".join(
         f"{k} ({theirs.get(k)!r} there, {ours[k]!r} here)" for k in differ) if differ else ""
     for name, net in G.items():
@@ -315,10 +328,12 @@ def build_data(task, config: Config, rank: int, world_size: int, device: torch.d
     from img2img.engine.signals import worker_init_fn
 
     c = config
-    train_set = task.build_dataset("train")
+    sets = task.build_datasets(("train", "val"))  # bad files of both splits in one report
+    train_set, val_set = sets["train"], sets["val"]
     if len(train_set) == 0:
         raise DataError(f"no training images found under {c.data.root}")
-    val_set = task.build_dataset("val")
+    if val_set is None:
+        log.warning(task.missing_val())
     sampler = ShardedSeededSampler(len(train_set), c.train.batch_size, seed=c.seed, rank=rank, world_size=world_size)
     workers = c.data.num_workers
     loader = DataLoader(

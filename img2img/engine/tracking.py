@@ -45,6 +45,8 @@ class Tracking:
         #: The last micro-batch that trained and the task's outputs for it: the sample grid.
         self.sample: tuple[Any, Any] | None = None
         self.warned: set[str] = set()
+        #: Sample grids this process was asked for (a short run still ends with one).
+        self.grids = 0
         self._last_log_time = time.perf_counter()
         #: The collapse guard, when the task watches its outputs and the threshold is not 0.
         self.guard: CollapseGuard | None = None
@@ -90,8 +92,14 @@ class Tracking:
                 "mode": c.log.wandb,
                 "id": self._wandb_run_id(resumed),
                 "resume": "allow",
+                **quiet_wandb(),
             }
         self.accelerator.init_trackers(c.log.project, config=flat_config(c), init_kwargs=init_kwargs)
+        if c.log.wandb != "off" and self.is_main:
+            wandb_dir = self.output_dir / "wandb"
+            how = (f"upload later with: wandb sync {wandb_dir}/offline-run-*" if c.log.wandb == "offline"
+                   else "W&B's own lines are off; WANDB_SILENT=false shows them")
+            log.info("W&B (%s): the run is logged in %s (%s)", c.log.wandb, wandb_dir, how)
 
     def _wandb_run_id(self, resumed: bool) -> str:
         """One W&B run id per run directory (kept in ``wandb_run_id``): a resumed run logs
@@ -154,6 +162,7 @@ class Tracking:
         scalars.update(self._collapse(step))
         now = time.perf_counter()
         images = self.steps * c.train.batch_size * c.train.grad_accum * self.accelerator.num_processes
+        images *= c.train.d_steps_per_g_step
         scalars["images_per_s"] = images / max(now - self._last_log_time, 1e-9)
         scalars.update(self.lr)
         scalars.update(extra)
@@ -189,6 +198,7 @@ class Tracking:
     def log_samples(self, step: int, task) -> None:
         """Write the grid of the task's visuals of the last micro-batch (up to four rows)
         to ``samples/step-NNNNNN.png`` and to the trackers (main process)."""
+        self.grids += 1
         if not self.is_main or self.sample is None:
             return
         from torchvision.utils import make_grid
@@ -208,6 +218,21 @@ class Tracking:
                 tracker.log_images({"samples": [image]}, step=step)
             elif tracker.name == "tensorboard":
                 tracker.log_images({"samples": image[None]}, step=step, dataformats="NHWC")
+
+
+def quiet_wandb() -> dict[str, Any]:
+    """W&B's ``init`` settings that keep its banner and end-of-run summary (about 30
+    lines) off the terminal, unless the user asks for them (``WANDB_SILENT=false``, or
+    ``img2img -v``); the run's data is logged all the same."""
+    import logging
+    import os
+
+    asked = os.environ.get("WANDB_SILENT", "").strip().lower() in ("false", "0", "no")
+    if asked or logging.getLogger("img2img").isEnabledFor(logging.DEBUG):
+        return {}
+    import wandb
+
+    return {"settings": wandb.Settings(silent=True)}
 
 
 def guarded(task) -> bool:

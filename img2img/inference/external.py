@@ -69,17 +69,18 @@ class PlainImages:
 
     output_uses_input = False
     directions = {"AtoB": "G"}
+    inference_inputs: dict[str, str] = {}
 
     def __init__(self, external: External) -> None:
         self.config = external
         self.name = f"{external.architecture} (spandrel)"
 
-    def to_network(self, rgb: torch.Tensor) -> torch.Tensor:
+    def to_network(self, rgb: torch.Tensor, extra=None) -> torch.Tensor:
         from img2img.data.color import luma
 
         return luma(rgb) if self.config.in_channels == 1 else rgb
 
-    def from_network(self, out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    def from_network(self, out: torch.Tensor, x: torch.Tensor | None = None, extra=None) -> torch.Tensor:
         return out if out.shape[1] == 3 else out[:, :1].expand(-1, 3, -1, -1)
 
     def generator_for(self, direction: str = "AtoB") -> str:

@@ -45,6 +45,19 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def _closest(missing: Path) -> str:
+    """"; did you mean X?" for the folders beside ``missing`` whose names are close to its
+    name ("" when there are none)."""
+    import difflib
+
+    try:
+        names = [p.name for p in missing.parent.iterdir() if p.is_dir()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(missing.name, names, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(str(missing.parent / n) for n in close)}?" if close else ""
+
+
 def find_model(path: str | Path) -> Path:
     """The exported model directory behind ``path``: a run, model or checkpoint directory,
     the ``config.json``/``model.safetensors`` file of one, or a Hugging Face Hub model
@@ -57,7 +70,7 @@ def find_model(path: str | Path) -> Path:
     local = Path(path).expanduser()
     if not local.exists():
         raise UserError(
-            f"model not found: {text} does not exist (give a run directory, an exported model "
+            f"model not found: {text} does not exist{_closest(local)} (give a run directory, an exported model "
             f"directory or a checkpoint directory; a model on the Hugging Face Hub is named "
             f"explicitly: {HUB_PREFIX}owner/name or {HUB_PREFIX}owner/name@revision)"
         )

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from img2img.inference.extras import batch_extras, cut_extras
 from img2img.inference.tiling import Canvas, Job, jobs
 from img2img.log import get_logger
 from img2img.nets.contract import pad_index
@@ -89,17 +90,33 @@ def warn_if_short(reach: Reach, tile: int, overlap: int, multiple: int) -> bool:
 # --------------------------------------------------------------------------- the passes
 
 
-def tile_input(job: Job, device: torch.device) -> torch.Tensor:
-    """The input pixels of a job's tile (3 x th x tw in [0, 1]), reflection-padded as the
-    whole-image call pads them when the plan covers a padded canvas."""
+def _window(job: Job) -> tuple[slice, slice] | tuple[torch.Tensor, torch.Tensor]:
+    """The image rows and columns of a job's tile: slices, or index tensors that
+    reflection-pad as the whole-image call pads when the plan covers a padded canvas."""
     canvas, row, col = job
     plan, src = canvas.plan, canvas.source
     y0, x0 = plan.ys[row], plan.xs[col]
     if not plan.height:
-        return src.crop(y0, y0 + plan.th, x0, x0 + plan.tw, device)
+        return slice(y0, y0 + plan.th), slice(x0, x0 + plan.tw)
     rows = pad_index(src.height, plan.top, plan.height - src.height - plan.top)[y0 : y0 + plan.th]
     cols = pad_index(src.width, plan.left, plan.width - src.width - plan.left)[x0 : x0 + plan.tw]
+    return rows, cols
+
+
+def tile_input(job: Job, device: torch.device) -> torch.Tensor:
+    """The input pixels of a job's tile (3 x th x tw in [0, 1]), reflection-padded as the
+    whole-image call pads them when the plan covers a padded canvas."""
+    src = job[0].source
+    rows, cols = _window(job)
+    if isinstance(rows, slice):
+        return src.crop(rows.start, rows.stop, cols.start, cols.stop, device)
     return src.crop_indexed(rows, cols, device)
+
+
+def tile_extras(batch: list[Job], device: torch.device) -> dict[str, torch.Tensor] | None:
+    """The inputs beyond the image of a batch of tiles (see :mod:`img2img.inference.extras`):
+    global ones per image, spatial ones cut like :func:`tile_input`; None when there are none."""
+    return batch_extras([cut_extras(job[0].extras, *_window(job), device) for job in batch])
 
 
 def _shape(job: Job) -> tuple[int, int, bool]:
@@ -122,13 +139,14 @@ def batches(todo: list[Job], size: int) -> Iterator[list[Job]]:
 
 def _call(batch: list[Job], forward: Callable, device: torch.device, norm: NormStats | None) -> torch.Tensor | None:
     tiles = torch.stack([tile_input(job, device) for job in batch])
+    extras = tile_extras(batch, device)
     if not norm:
-        return forward(tiles)
+        return forward(tiles, extras)
     tiled = not batch[0][0].plan.single
     keys = [job[0] if tiled else None for job in batch]
     norm.set_batch(keys, [job[0].plan.core(job[1], job[2]) if tiled else (0, 0, 0, 0) for job in batch],
                    (batch[0][0].plan.th, batch[0][0].plan.tw))
-    return norm.call(forward, tiles)
+    return norm.call(forward, tiles, extras)
 
 
 def gather_statistics(norm: NormStats, tiled: list[Job], batch_size: int, forward: Callable,

@@ -13,16 +13,16 @@ result.png``) is the user's request.
 
 from __future__ import annotations
 
-import glob
-import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from img2img.errors import UserError
+from img2img.inference.find_inputs import check_out_dir, input_files, relative_to_base
+from img2img.inference.input_files import input_value
 from img2img.inference.tiling import check_tiling
 from img2img.inference.translator import Translator, load
 
@@ -38,61 +38,11 @@ class PredictItem:
     path: Path
     relative: Path
     renamed: bool = False  # its output name keeps the source extension (a clash)
+    #: Its inputs beyond the image (the model's ``inference_inputs``: ``--to``, ``--mask``).
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- the inputs
-
-
-def _glob_base(pattern: str) -> Path:
-    """The folder part of a glob pattern before its first wildcard."""
-    parts = Path(pattern).parts
-    fixed = []
-    for part in parts:
-        if glob.has_magic(part):
-            break
-        fixed.append(part)
-    return Path(*fixed) if fixed else Path(".")
-
-
-def _input_files(spec: str, path: Path, out_dir: Path) -> tuple[list[Path], Path, Path | None]:
-    """The files ``spec`` names, the folder their output names are relative to, and the
-    input folder (None for a single file)."""
-    from img2img.data.io import scan_images
-
-    if path.is_dir():
-        return scan_images(path, exclude=[out_dir] if out_dir.exists() else []), path, path
-    if path.is_file():
-        return [path], path.parent, None
-    if glob.has_magic(spec):
-        base = _glob_base(spec)
-        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(spec), recursive=True))
-        files = [p for p in files if p.is_file() and not p.name.startswith(".")]
-        if not files:
-            raise UserError(f"no files match {spec}")
-        return files, base, base
-    raise UserError(f"input not found: {spec} is not a file, a folder or a glob pattern")
-
-
-def _check_out_dir(out_dir: Path, reads_from: Path, input_dir: Path | None) -> None:
-    """``--out`` is neither the folder the inputs come from nor a folder around it."""
-    out_resolved = out_dir.resolve()
-    if out_resolved == reads_from.resolve():
-        raise UserError(
-            f"--out {out_dir} is the input folder; choose another output folder "
-            "(predict never writes into the folder it reads from)"
-        )
-    if input_dir is not None and input_dir.resolve().is_relative_to(out_resolved):
-        raise UserError(
-            f"--out {out_dir} contains the input folder {input_dir}; choose an output folder "
-            "outside it (one inside the input folder is fine)"
-        )
-
-
-def _relative(path: Path, base: Path) -> Path:
-    try:
-        return path.relative_to(base)
-    except ValueError:  # a glob that climbs out of its base (../)
-        return Path(path.name)
 
 
 def _name_outputs(items: list[PredictItem], out_dir: Path) -> None:
@@ -126,14 +76,14 @@ def collect_inputs(spec: str, out_dir: Path) -> tuple[list[PredictItem], Path | 
     remains (an input ``a.jpg.png`` beside them) is a UserError naming both inputs.
     """
     path = Path(spec).expanduser()
-    files, base, input_dir = _input_files(spec, path, out_dir)
-    _check_out_dir(out_dir, input_dir or path.parent, input_dir)
+    files, base, input_dir = input_files(spec, path, out_dir)
+    check_out_dir(out_dir, input_dir or path.parent, input_dir)
     if input_dir is not None:
         out_resolved = out_dir.resolve()
         files = [p for p in files if not p.resolve().is_relative_to(out_resolved)]
     if not files:
         raise UserError(f"no input images in {spec} (outside the output folder {out_dir})")
-    items = [PredictItem(p, _relative(p, base)) for p in files]
+    items = [PredictItem(p, relative_to_base(p, base)) for p in files]
     _name_outputs(items, out_dir)
     return items, input_dir
 
@@ -292,7 +242,10 @@ def translate_all(translator: Translator, items: list[PredictItem], out_dir: Pat
             ready, arrays, depths = _read_chunk(items[start : start + batch_size], bar)
             if not ready:
                 continue
-            for item, output, depth in zip(ready, translator(arrays), depths):
+            inputs = {name: [input_value(item.inputs[name], name, item.path, array)
+                             for item, array in zip(ready, arrays)]
+                      for name in ready[0].inputs}
+            for item, output, depth in zip(ready, translator(arrays, **inputs), depths):
                 target = out_dir / item.relative
                 folders.note(target.parent)
                 _write(target, output, depth, bar.n, len(items))
@@ -301,6 +254,36 @@ def translate_all(translator: Translator, items: list[PredictItem], out_dir: Pat
     finally:
         bar.close()
     return written
+
+
+def item_inputs(args: Any, task: Any, items: list[PredictItem], target_file: Path | None) -> list[PredictItem]:
+    """Each item's inputs beyond the image, from the options, checked before anything is
+    written: ``--to DOMAIN`` (a name or an index) for every item, or ``--to all``: every
+    item once per domain, written to a subfolder of ``--out`` named after it (a new list)."""
+    from img2img.inference.extras import check_names
+    from img2img.inference.input_files import file_inputs
+
+    declared = getattr(task, "inference_inputs", {}) or {}
+    given: dict[str, Any] = {}
+    if args.to is not None:
+        if "domain" not in declared:
+            raise UserError(f"--to: a {task.name} model translates into no chosen domain; leave --to out")
+        given["domain"] = args.to
+    files = file_inputs(args, declared, items)
+    check_names(task, {**given, **dict.fromkeys(files, True)})
+    for name, paths in files.items():
+        for item, path in zip(items, paths):
+            item.inputs[name] = path
+    if given.get("domain") == "all":
+        if target_file is not None:
+            raise UserError("--to all writes one output per domain: give a folder as --out, not a file")
+        return [replace(item, relative=Path(choice) / item.relative, inputs={**item.inputs, "domain": choice})
+                for choice in task.input_choices("domain") for item in items]
+    for name, value in given.items():
+        task.encode_input(name, value)  # a UserError listing the known values
+        for item in items:
+            item.inputs[name] = value
+    return items
 
 
 def _report(items: list[PredictItem], written: int, out_dir: Path, target_file: Path | None) -> int:
@@ -327,6 +310,11 @@ def cli_predict(args: Any) -> int:
     # The model is found and read before anything is written.
     translator = load(args.model, device=args.device, direction=args.direction, tile=args.tile,
                       tile_overlap=args.tile_overlap, batch_size=args.batch_size)
+    expanded = item_inputs(args, translator.task, items, target_file)
+    if expanded is not items:  # one output per domain: check the new names too
+        items = expanded
+        targets = [item.relative.as_posix() for item in items]
+        entries = ownership.check_files(out_dir, KIND, targets, HINT)
     if translator.external:
         print(f"img2img: {args.model}: {translator.external.describe()}, loaded through spandrel",
               file=sys.stderr)

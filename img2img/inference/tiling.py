@@ -217,7 +217,8 @@ def job_shape(job: Job) -> tuple[int, int]:
 
 class Canvas:
     """Blends one image's tile outputs in a float32 band one tile row high, and hands
-    finished rows to ``finish`` and then the sink. Tiles must arrive in raster order."""
+    finished rows to ``finish(out, source, y0, y1, extras)`` and then the sink. Tiles must
+    arrive in raster order."""
 
     def __init__(
         self,
@@ -225,10 +226,13 @@ class Canvas:
         sink: Sink,
         plan: TilePlan,
         channels: int,
-        finish: Callable[[torch.Tensor, Source, int, int], torch.Tensor],
+        finish: Callable[..., torch.Tensor],
+        extras: dict | None = None,
     ) -> None:
         self.source, self.sink, self.plan = source, sink, plan
         self.channels, self.finish = channels, finish
+        #: The image's inputs beyond the image (see :mod:`img2img.inference.extras`).
+        self.extras = extras or {}
         self.band: torch.Tensor | None = None
         self.band_top = 0
         self.done_in_row = 0
@@ -277,4 +281,4 @@ class Canvas:
         # In slices of rows, so the float copies that finishing makes stay small.
         for a in range(0, y1 - y0, EMIT_ROWS):
             b = min(a + EMIT_ROWS, y1 - y0)
-            self.sink.write(y0 + a, y0 + b, self.finish(out[:, a:b], self.source, y0 + a, y0 + b))
+            self.sink.write(y0 + a, y0 + b, self.finish(out[:, a:b], self.source, y0 + a, y0 + b, self.extras))

@@ -45,7 +45,9 @@ import torch
 from torch import nn
 
 from img2img import model_io
+from img2img.errors import UserError
 from img2img.inference.adapters import Sink, Source, prepare_io
+from img2img.inference.extras import Extras, check_names, cut_extras, split_extras
 from img2img.inference.loading import read_model, resolve_device
 from img2img.inference.passes import auto_overlap, run_tiles, warn_if_short
 from img2img.inference.tiling import Canvas, check_tiling, plan_image
@@ -147,6 +149,11 @@ class Translator:
         self.contract = size_contract(self._runner, self.device)
         self.scale, self.size_multiple = self.contract.scale, self.contract.multiple
         self.in_channels, self.out_channels = self.contract.in_channels, self.contract.out_channels
+        spatial = [n for n, kind in self.task.inference_inputs.items() if kind == "spatial"]
+        if self.scale != 1 and (self.task.output_uses_input or spatial):
+            # _finish reads the input (and spatial inputs) at the output's rows
+            raise UserError(f"the {self.task.name} task reads its input back at the output's size, "
+                            f"which a x{self.scale} network does not keep")
 
     @property
     def min_size(self) -> int:
@@ -163,6 +170,19 @@ class Translator:
             f"size_multiple={self.size_multiple}, tile={self.tile})"
         )
 
+    def for_direction(self, direction: str) -> Translator:
+        """This model translating in ``direction`` (the same generators and settings; made
+        once per direction, then reused)."""
+        if direction == self.direction:
+            return self
+        siblings = self.__dict__.setdefault("_siblings", {})
+        if direction not in siblings:
+            siblings[direction] = Translator(
+                self.config, self.generators, device=self.device, direction=direction,
+                tile=self.tile, tile_overlap=self.tile_overlap, batch_size=self.batch_size,
+                train_mode_norm=self.train_mode_norm, consistent_norm=self.consistent_norm)
+        return siblings[direction]
+
     # ---------------------------------------------------------------- save / load
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Translator:
@@ -174,7 +194,6 @@ class Translator:
         An existing model directory there is replaced; any other existing path is refused.
         A third-party model's weights file already is its saved form (a UserError)."""
         if self.external:
-            from img2img.errors import UserError
 
             raise UserError(f"{self.external.source} is a third-party model: its weights file is what to keep")
         return model_io.save_model(directory, self.config, self.generators)
@@ -187,15 +206,26 @@ class Translator:
         tile: int | None = None,
         tile_overlap: int | None = None,
         batch_size: int | None = None,
+        direction: str | None = None,
+        **inputs: Any,
     ) -> Any:
-        """Translate one image or a batch; keyword arguments override the defaults for
-        this call. Returns the same kind of object it was given."""
+        """Translate one image or a batch; ``tile``, ``tile_overlap``, ``batch_size`` and
+        ``direction`` (the generator, for a model with one per direction: ``"AtoB"``,
+        ``"BtoA"``) override the defaults for this call. ``inputs`` are the model's inputs beyond the
+        image (the task's ``inference_inputs``, e.g. ``domain="blond"`` for a multi-domain
+        model), each one value for all images or one per image (see
+        :mod:`~img2img.inference.extras`). Returns the same kind of object it was given."""
+        if direction is not None and direction != self.direction:
+            return self.for_direction(direction)(
+                images, tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, **inputs)
         tile = self.tile if tile is None else tile
         tile_overlap = self.tile_overlap if tile_overlap is None else tile_overlap
         batch_size = self.batch_size if batch_size is None else batch_size
         check_tiling(tile, tile_overlap, batch_size)
+        check_names(self.task, inputs)
         sources, sinks, pack = prepare_io(images, self.scale)
-        self.run(sources, sinks, tile, tile_overlap, batch_size)
+        extras = split_extras(self.task, inputs, [(s.height, s.width) for s in sources])
+        self.run(sources, sinks, tile, tile_overlap, batch_size, extras)
         return pack()
 
     def run(
@@ -205,8 +235,10 @@ class Translator:
         tile: int,
         tile_overlap: int | None,
         batch_size: int,
+        extras: Sequence[Extras] | None = None,
     ) -> None:
-        """Translate each source into the sink of the same index (the core of ``__call__``)."""
+        """Translate each source into the sink of the same index (the core of ``__call__``),
+        with each source's inputs beyond the image (``extras``, by index)."""
         eff_tile = 0
         if tile:
             eff_tile = self.contract.padded(tile)
@@ -220,7 +252,7 @@ class Translator:
             Canvas(sources[i], sinks[i], plan_image(sources[i].height, sources[i].width, eff_tile,
                                                     tile_overlap or 0, self.scale, self.size_multiple,
                                                     self.contract.padded),
-                   self.out_channels, self._finish)
+                   self.out_channels, self._finish, extras[i] if extras else None)
             for i in order
         ]
         if tiled:
@@ -229,16 +261,19 @@ class Translator:
         with torch.inference_mode():
             run_tiles(canvases, batch_size, self.forward, self.device, self._runner, self.consistent_norm)
 
-    def forward(self, rgb01: torch.Tensor) -> torch.Tensor:
+    def forward(self, rgb01: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Network output (its own channels and range) for an N3HW batch in [0, 1] of any
-        size: the task's input transform, pad to the multiple, run, crop."""
-        return forward_padded(self._runner, self.task.to_network(rgb01 * 2 - 1), self.min_size)
+        size (and its inputs beyond the image, ``extra``): the task's input transform, pad
+        to the multiple, run, crop."""
+        return forward_padded(self._runner, self.task.to_network(rgb01 * 2 - 1, extra), self.min_size)
 
-    def _finish(self, out: torch.Tensor, source: Source, y0: int, y1: int) -> torch.Tensor:
-        """Blended network output for output rows ``y0:y1`` -> RGB in [0, 1] (3 x rows x W)."""
+    def _finish(self, out: torch.Tensor, source: Source, y0: int, y1: int, extras: Extras | None = None) -> torch.Tensor:
+        """Blended network output for output rows ``y0:y1`` -> RGB in [0, 1] (3 x rows x W);
+        spatial inputs beyond the image are cut to the same rows."""
         x = None
+        extra = cut_extras(extras, slice(y0, y1), slice(None), out.device) if extras else None
         if self.task.output_uses_input:
             rgb = source.crop(y0, y1, 0, source.width, out.device).unsqueeze(0) * 2 - 1
-            x = self.task.to_network(rgb)
-        rgb = self.task.from_network(out.unsqueeze(0), x)[0]
+            x = self.task.to_network(rgb, extra)
+        rgb = self.task.from_network(out.unsqueeze(0), x, extra)[0]
         return rgb.clamp(-1, 1).add(1).mul_(0.5)

@@ -19,7 +19,8 @@ eval mode). Any other missing or unexpected key, or a shape that differs, is a
 
 :class:`FidKid` (and :func:`fid_kid` for two whole sets) feeds the features of a pluggable
 network (it must expose ``num_features``) to torchmetrics' ``FrechetInceptionDistance``
-and ``KernelInceptionDistance``.
+and ``KernelInceptionDistance``, and, for a network with ``class_logits`` (the FID
+Inception-v3), the generated images' class logits to the Inception Score.
 """
 
 from __future__ import annotations
@@ -201,6 +202,11 @@ class FidKid:
     ``kid_subset_size``; fewer samples than that use all of them). ``seed`` makes the KID
     subsets reproducible. Under an initialised ``torch.distributed`` group torchmetrics
     gathers the statistics of every process in ``compute``.
+
+    When the feature network has ``class_logits`` (the FID Inception-v3 does) and
+    ``inception_score`` is true, the generated images' class logits also feed the
+    Inception Score (:mod:`img2img.metrics.inception_score`, ``is_splits`` groups in the
+    order given by ``update(..., order=)``, else in arrival order).
     """
 
     def __init__(
@@ -212,6 +218,8 @@ class FidKid:
         kid: bool = True,
         quantize: bool = True,
         seed: int = 0,
+        inception_score: bool = True,
+        is_splits: int = 10,
     ):
         from torchmetrics.image.fid import FrechetInceptionDistance
         from torchmetrics.image.kid import KernelInceptionDistance
@@ -235,6 +243,11 @@ class FidKid:
                     subset_size=kid_subset_size,
                     normalize=True,
                 )
+        self._is = None
+        if inception_score and callable(getattr(feature_net, "class_logits", None)):
+            from img2img.metrics.inception_score import InceptionScore
+
+            self._is = InceptionScore(is_splits)
         self.counts = {"real": 0, "fake": 0}
 
     def _metrics(self):
@@ -262,8 +275,10 @@ class FidKid:
             )
         return features.double()
 
-    def update(self, real: Tensor | None = None, fake: Tensor | None = None) -> None:
-        """Add a batch of real images, of generated images, or of both."""
+    def update(self, real: Tensor | None = None, fake: Tensor | None = None, order: Tensor | None = None) -> None:
+        """Add a batch of real images, of generated images, or of both; ``order`` (int, one
+        per generated image) places the generated images in the evaluation order for the
+        Inception Score's splits (default: after those seen so far by this object)."""
         for images, is_real in ((real, True), (fake, False)):
             if images is None:
                 continue
@@ -271,7 +286,33 @@ class FidKid:
             for metric in self._metrics():
                 metric.to(features.device)
                 metric.update(features, real=is_real)
+            if not is_real and self._is is not None:
+                if order is None:
+                    order = torch.arange(features.shape[0]) + self.counts["fake"]
+                self._is.to(features.device)
+                self._is.update(self.feature_net.class_logits(features), torch.as_tensor(order).reshape(-1))
             self.counts["real" if is_real else "fake"] += features.shape[0]
+
+    def update_real_features(self, features: Tensor) -> None:
+        """Add real images by their :meth:`features` (computed once and shared by several
+        metrics on the same feature network); the same as ``update(real=images)``."""
+        self._add_features(features, real=True)
+
+    def update_fake_features(self, features: Tensor, order: Tensor | None = None) -> None:
+        """Add generated images by their :meth:`features`: the same as
+        ``update(fake=images, order=order)``."""
+        if self._is is not None:
+            if order is None:
+                order = torch.arange(features.shape[0]) + self.counts["fake"]
+            self._is.to(features.device)
+            self._is.update(self.feature_net.class_logits(features), torch.as_tensor(order).reshape(-1))
+        self._add_features(features, real=False)
+
+    def _add_features(self, features: Tensor, real: bool) -> None:
+        for metric in self._metrics():
+            metric.to(features.device)
+            metric.update(features, real=real)
+        self.counts["real" if real else "fake"] += features.shape[0]
 
     def _total_counts(self) -> dict:
         """Images seen by every process together (torchmetrics syncs the states, if distributed)."""
@@ -288,8 +329,8 @@ class FidKid:
             }
 
     def compute(self) -> dict:
-        """``{"fid", "kid", "kid_std", "kid_subset_size", "real", "fake"}`` (only what was enabled),
-        over the images of every process."""
+        """``{"fid", "kid", "kid_std", "kid_subset_size", "is", "is_std", "real", "fake"}``
+        (only what was enabled), over the images of every process."""
         counts = self._total_counts()
         if min(counts.values()) < 2:
             raise ValueError(
@@ -306,10 +347,12 @@ class FidKid:
                 torch.manual_seed(self.seed)
                 kid_mean, kid_std = self._kid.compute()
             result.update(kid=float(kid_mean), kid_std=float(kid_std), kid_subset_size=subset)
+        if self._is is not None:
+            result["is"], result["is_std"] = self._is.compute()
         return result
 
     def reset(self) -> None:
-        for metric in self._metrics():
+        for metric in (*self._metrics(), *([self._is] if self._is is not None else [])):
             metric.reset()
         self.counts = {"real": 0, "fake": 0}
 

@@ -6,7 +6,8 @@ torchmetrics use too. It is not torchvision's ``inception_v3``: the average pool
 Mixed_5x (A), Mixed_6b..6e (C) and Mixed_7b (E) blocks leave the zero padding out of the
 mean (``count_include_pad=False``), the last block (Mixed_7c) max-pools its pool branch, and
 the classifier has 1008 outputs. Features are the 2048-d global average pool of Mixed_7c
-("pool3").
+("pool3"); :meth:`FIDInceptionV3.class_logits` turns them into the 1008 class logits of the
+Inception Score.
 
 Input: float ``Nx3xHxW`` RGB in [0, 1], any size. It is resized to 299x299 with bilinear
 interpolation (``align_corners=False``, no antialiasing) and scaled to [-1, 1], as in
@@ -200,12 +201,18 @@ class FIDInceptionV3(nn.Module):
         self.Mixed_7a = InceptionD(768)
         self.Mixed_7b = InceptionE(1280, pool="avg")
         self.Mixed_7c = InceptionE(2048, pool="max")
-        self.fc = nn.Linear(NUM_FEATURES, NUM_CLASSES)  # kept for the weights file; unused
+        self.fc = nn.Linear(NUM_FEATURES, NUM_CLASSES)  # the Inception Score's classifier
         self.requires_grad_(False)
         self.eval()
 
     def train(self, mode: bool = True) -> FIDInceptionV3:
         return super().train(False)
+
+    def class_logits(self, features: Tensor) -> Tensor:
+        """The 1008 class logits of pool3 ``features`` (what :meth:`forward` returns) for the
+        Inception Score: ``features @ fc.weight.T`` without the bias, as the original
+        Inception Score code (torch-fidelity's ``logits_unbiased``); in ``features``' dtype."""
+        return F.linear(features, self.fc.weight.to(features.dtype))
 
     def forward(self, images: Tensor) -> Tensor:
         x = F.interpolate(

@@ -30,6 +30,12 @@ encoder outputs can be read out, with blur-pool down/upsampling when ``antialias
 only generator that reads it; false: strided and transposed convolutions);
 ``patchgan_aa`` is the PatchGAN with blur-pool downsampling (``patchgan`` is the switch).
 
+StarGAN's networks (:mod:`img2img.nets.stargan`): ``stargan_resnet`` (reads ``ngf`` and
+``n_blocks``, unset: 6; its input channels are the image's plus one per domain) and
+``stargan_patchgan`` (reads ``ndf`` and ``n_layers``; built with the number of domains
+and the training image side, which its task passes to :func:`build_discriminator`). Both
+keep PyTorch's default init, as their reference code, and ignore ``norm``/``init``.
+
 Weight init (``init``, ``init_gain``) is applied by :func:`build_generator` and
 :func:`build_discriminator` (see :func:`img2img.nets.layers.init_weights`), except for
 the SRResNet generators, which keep BasicSR's MSRResNet init (Kaiming normal times 0.1,
@@ -57,12 +63,15 @@ from img2img.nets.layers import init_weights
 from img2img.nets.rrdb import RRDBNet
 from img2img.nets.span import SPAN
 from img2img.nets.srvgg import SRVGGNetCompact
+from img2img.nets.stargan import DomainPatchDiscriminator, DomainResnetGenerator
 from img2img.nets.unet_sn import UNetDiscriminatorSN
 
 __all__ = [
     "DISCRIMINATORS",
     "AntialiasedPatchGAN",
     "AntialiasedResnetGenerator",
+    "DomainPatchDiscriminator",
+    "DomainResnetGenerator",
     "GENERATORS",
     "MultiScaleDiscriminator",
     "PatchGAN",
@@ -83,7 +92,9 @@ __all__ = [
 
 SR_GENERATORS = ("srresnet", "srresnet_bn", "rrdbnet", "srvgg_compact", "span")
 #: Discriminators that keep their reference code's init (``init``/``init_gain`` do not apply).
-SELF_INIT_DISCRIMINATORS = ("unet_sn", "vgg128")
+SELF_INIT_DISCRIMINATORS = ("unet_sn", "vgg128", "stargan_patchgan")
+#: Generators that keep their reference code's init (besides the SR ones).
+SELF_INIT_GENERATORS = ("stargan_resnet",)
 
 
 # --------------------------------------------------------------------------- generators
@@ -141,6 +152,10 @@ def _span(cfg: GeneratorConfig, cin: int, cout: int, scale: int) -> nn.Module:
     return SPAN(cin, cout, cfg.ngf, scale)
 
 
+def _stargan_resnet(cfg: GeneratorConfig, cin: int, cout: int) -> nn.Module:
+    return DomainResnetGenerator(cin, cout, cfg.ngf, 6 if cfg.n_blocks is None else cfg.n_blocks)
+
+
 GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "unet_128": partial(_unet, num_downs=7),
     "unet_256": partial(_unet, num_downs=8),
@@ -155,6 +170,7 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
     "rrdbnet": _rrdbnet,
     "srvgg_compact": _srvgg_compact,
     "span": _span,
+    "stargan_resnet": _stargan_resnet,
 }
 
 
@@ -171,6 +187,9 @@ def build_generator(
     generators (:data:`SR_GENERATORS`) and must be 1 for the others."""
     if cfg.name not in GENERATORS:
         raise _unknown("generator", cfg.name, GENERATORS)
+    if cfg.growth is not None and cfg.name != "rrdbnet":
+        raise ConfigError(f"model.generator.growth: only rrdbnet has dense growth channels, not {cfg.name}; "
+                          "leave it unset")
     if cfg.name in SR_GENERATORS:
         return GENERATORS[cfg.name](cfg, in_channels, out_channels, scale)
     if cfg.value_range != "signed":
@@ -184,12 +203,9 @@ def build_generator(
             f"x{scale}; use one of {'|'.join(SR_GENERATORS)}"
         )
     net = GENERATORS[cfg.name](cfg, in_channels, out_channels)
-    return init_weights(net, cfg.init, cfg.init_gain)
+    return net if cfg.name in SELF_INIT_GENERATORS else init_weights(net, cfg.init, cfg.init_gain)
 
 
-    if cfg.growth is not None and cfg.name != "rrdbnet":
-        raise ConfigError(f"model.generator.growth: only rrdbnet has dense growth channels, not {cfg.name}; "
-                          "leave it unset")
 # --------------------------------------------------------------------------- discriminators
 
 
@@ -221,7 +237,11 @@ def _vgg128(cfg: DiscriminatorConfig, cin: int) -> nn.Module:
     return VGGStyleDiscriminator(cin, cfg.ndf, "batch")
 
 
-DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig, int], nn.Module]] = {
+def _stargan_patchgan(cfg: DiscriminatorConfig, cin: int, domains: int = 2, image_size: int = 128) -> nn.Module:
+    return DomainPatchDiscriminator(cin, cfg.ndf, cfg.n_layers, domains, image_size)
+
+
+DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
     "patchgan": _patchgan,
     "patchgan_aa": _patchgan_aa,
     "pixelgan": _pixelgan,
@@ -229,18 +249,21 @@ DISCRIMINATORS: dict[str, Callable[[DiscriminatorConfig, int], nn.Module]] = {
     "vgg": _vgg,
     "unet_sn": _unet_sn,
     "vgg128": _vgg128,
+    "stargan_patchgan": _stargan_patchgan,
 }
 
 
-def build_discriminator(cfg: DiscriminatorConfig, in_channels: int) -> nn.Module:
-    """The discriminator ``cfg.name`` for ``in_channels``-channel inputs, initialised."""
+def build_discriminator(cfg: DiscriminatorConfig, in_channels: int, **shape: int) -> nn.Module:
+    """The discriminator ``cfg.name`` for ``in_channels``-channel inputs, initialised;
+    ``shape``: what a discriminator with a classifier head needs to know (``domains``,
+    ``image_size``), passed to its builder."""
     if cfg.name == "none":
         raise ConfigError(
             "model.discriminator.name is 'none': this config has no discriminator to build"
         )
     if cfg.name not in DISCRIMINATORS:
         raise _unknown("discriminator", cfg.name, DISCRIMINATORS)
-    net = DISCRIMINATORS[cfg.name](cfg, in_channels)
+    net = DISCRIMINATORS[cfg.name](cfg, in_channels, **shape)
     if cfg.name in SELF_INIT_DISCRIMINATORS:
         return net
     return init_weights(net, cfg.init, cfg.init_gain)

@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from img2img.errors import ConfigError
-from img2img.nets.layers import apply_spectral_norm, conv_bias, norm_layer, padding_mode
+from img2img.nets.layers import (
+    apply_spectral_norm,
+    conv_bias,
+    norm_layer,
+    padding_mode,
+    run_collecting,
+)
 
 #: Binomial filter taps by size (rows of Pascal's triangle).
 BINOMIAL = {1: [1.0], 2: [1.0, 1.0], 3: [1.0, 2.0, 1.0], 4: [1.0, 3.0, 3.0, 1.0], 5: [1.0, 4.0, 6.0, 4.0, 1.0]}
@@ -220,3 +226,8 @@ class AntialiasedPatchGAN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+        """Logits and the outputs of the LeakyReLUs (before their blur-pool), as PatchGAN's."""
+        logits, features = run_collecting(self.model, x)
+        return logits, [features]

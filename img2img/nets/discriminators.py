@@ -2,6 +2,13 @@
 
 All return logits (no sigmoid): a map of shape (N, 1, h, w), or for
 :class:`MultiScaleDiscriminator` a list of such maps, finest scale first.
+
+Intermediate features (feature matching, pix2pixHD): a discriminator that can give them has
+``forward_features(x) -> (logits, features)``, where ``logits`` is what ``forward(x)``
+returns and ``features`` a list with one entry per scale (one for a single-scale D), each
+the list of the outputs of its LeakyReLUs in order (a PatchGAN with ``n_layers`` gives
+``n_layers + 1``, as pix2pixHD's ``getIntermFeat``). :func:`discriminator_features` asks a
+network for them; :func:`gives_features` says whether it can.
 """
 
 from __future__ import annotations
@@ -10,7 +17,28 @@ import torch
 from torch import nn
 
 from img2img.errors import ConfigError
-from img2img.nets.layers import apply_spectral_norm, conv_bias, norm_layer
+from img2img.nets.layers import apply_spectral_norm, conv_bias, norm_layer, run_collecting
+
+Features = list[list[torch.Tensor]]
+
+
+def gives_features(net: nn.Module) -> bool:
+    """Whether ``net`` (or the module a compile/DDP wrapper holds) has ``forward_features``."""
+    inner = getattr(net, "_orig_mod", getattr(net, "module", net))
+    return callable(getattr(inner, "forward_features", None))
+
+
+def discriminator_features(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor | list[torch.Tensor], Features]:
+    """``net``'s logits on ``x`` and its intermediate features per scale (see the module
+    docstring); a ConfigError when ``net`` cannot give them."""
+    if not gives_features(net):
+        raise ConfigError(
+            f"loss.feature_matching_weight: the {type(net).__name__} discriminator gives no "
+            "intermediate features; use patchgan, patchgan_aa, pixelgan, multiscale or vgg, or set "
+            "loss.feature_matching_weight=0"
+        )
+    inner = getattr(net, "_orig_mod", getattr(net, "module", net))
+    return inner.forward_features(x)
 
 
 class PatchGAN(nn.Module):
@@ -45,6 +73,10 @@ class PatchGAN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
+        logits, features = run_collecting(self.model, x)
+        return logits, [features]
+
 
 class PixelGAN(nn.Module):
     """The 1x1 PatchGAN (``PixelDiscriminator``): judges each pixel alone; the output map
@@ -66,6 +98,10 @@ class PixelGAN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
+        logits, features = run_collecting(self.model, x)
+        return logits, [features]
 
 
 class MultiScaleDiscriminator(nn.Module):
@@ -94,6 +130,16 @@ class MultiScaleDiscriminator(nn.Module):
                 x = self.downsample(x)
             maps.append(discriminator(x))
         return maps
+
+    def forward_features(self, x: torch.Tensor) -> tuple[list[torch.Tensor], Features]:
+        maps, features = [], []
+        for i, discriminator in enumerate(self.discriminators):
+            if i > 0:
+                x = self.downsample(x)
+            logits, (scale_features,) = discriminator.forward_features(x)
+            maps.append(logits)
+            features.append(scale_features)
+        return maps, features
 
 
 class VGGStyleDiscriminator(nn.Module):
@@ -131,10 +177,15 @@ class VGGStyleDiscriminator(nn.Module):
             apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
         if x.shape[-2:] != (self.input_size, self.input_size):
             raise ConfigError(
                 f"the vgg discriminator takes {self.input_size}x{self.input_size} images "
                 f"(data.gt_size: {self.input_size}), got {x.shape[-2]}x{x.shape[-1]}; set "
                 "data.gt_size to 128 or use model.discriminator.name=patchgan"
             )
-        return self.classifier(self.features(x)).view(-1, 1, 1, 1)
+        x, features = run_collecting(self.features, x)
+        x, head = run_collecting(self.classifier, x)
+        return x.view(-1, 1, 1, 1), [features + head]

@@ -134,3 +134,14 @@ def scaled_kaiming_init(net: nn.Module, scale: float = 0.1) -> nn.Module:
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
     return net
+
+
+def run_collecting(layers: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Run ``x`` through ``layers``; return the output and the output of every LeakyReLU on
+    the way (a discriminator's intermediate features, for feature matching)."""
+    features = []
+    for layer in layers:
+        x = layer(x)
+        if isinstance(layer, nn.LeakyReLU):
+            features.append(x)
+    return x, features

@@ -47,6 +47,8 @@ BUILTIN = {
     "esrgan": "img2img.tasks.esrgan:ESRGANTask",
     "realesrgan": "img2img.tasks.realesrgan:RealESRGANTask",
     "colorization": "img2img.tasks.colorization:ColorizationTask",
+    "stargan": "img2img.tasks.stargan:StarGANTask",
+    "inpaint": "img2img.tasks.inpaint:InpaintTask",
 }
 #: The environment variable naming plugin modules that register tasks.
 PLUGINS_ENV = "IMG2IMG_PLUGINS"

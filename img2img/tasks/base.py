@@ -44,7 +44,14 @@ from torch import nn
 from img2img.config import Config, build_section
 from img2img.errors import ConfigError, UserError
 from img2img.log import get_logger
-from img2img.losses import GANLoss, PerceptualLoss, gradient_penalty, pixel_loss, r1_penalty
+from img2img.losses import (
+    GANLoss,
+    PerceptualLoss,
+    feature_matching_loss,
+    gradient_penalty,
+    pixel_loss,
+    r1_penalty,
+)
 from img2img.tasks.data_hooks import DataHooks
 from img2img.tasks.image_hooks import ImageHooks, as_rgb
 
@@ -57,7 +64,7 @@ Pool = Callable[[str, torch.Tensor], torch.Tensor]
 #: Metrics of a paired task (prediction against target) and of an unpaired one (the
 #: distribution of outputs against the reference images).
 PAIRED_METRICS = ("psnr", "ssim", "psnr_y", "ssim_y")
-DISTRIBUTION_METRICS = ("fid", "kid")
+DISTRIBUTION_METRICS = ("fid", "kid", "is")
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -145,6 +152,9 @@ class Task(DataHooks, ImageHooks):
         that picks the best model must be one this task reports; the GAN objective one it supports."""
         if self.config.loss.gan_mode not in self.gan_modes:
             raise ConfigError(f"loss.gan_mode: the {self.name} task supports {'|'.join(self.gan_modes)}")
+        if self.config.loss.feature_matching_weight > 0 and self.config.model.discriminator.name == "none":
+            raise ConfigError("loss.feature_matching_weight: feature matching compares the discriminator's "
+                              "features, and model.discriminator.name is none; set a discriminator or the weight to 0")
         e = self.config.eval
         if e.every and e.metric not in self.metrics():
             kind = "paired targets" if e.metric in PAIRED_METRICS else "FID weights and unpaired data"
@@ -187,7 +197,24 @@ class Task(DataHooks, ImageHooks):
         dcfg = self.config.model.discriminator
         if dcfg.name == "none":
             return {}
-        return {name: build_discriminator(dcfg, c) for name, c in self.discriminator_channels().items()}
+        nets = {name: build_discriminator(dcfg, c) for name, c in self.discriminator_channels().items()}
+        self.check_feature_matching(nets)
+        return nets
+
+    def check_feature_matching(self, D: Nets) -> None:
+        """With ``loss.feature_matching_weight`` > 0, a ConfigError naming the key when one of
+        ``D`` cannot give intermediate features."""
+        from img2img.nets.discriminators import gives_features
+
+        if self.config.loss.feature_matching_weight > 0:
+            for name, net in D.items():
+                if not gives_features(net):
+                    raise ConfigError(
+                        f"loss.feature_matching_weight: the discriminator {name} "
+                        f"({type(net).__name__}, model.discriminator.name={self.config.model.discriminator.name}) "
+                        "gives no intermediate features; use patchgan, patchgan_aa, pixelgan, multiscale "
+                        "or vgg, or set loss.feature_matching_weight=0"
+                    )
 
     def build_extra_networks(self, G: Nets, first_batch: Callable[[], Batch]) -> dict[str, Nets]:
         """Networks shaped by what ``G`` makes of ``first_batch()``, by optimizer ("G"/"D"): none."""
@@ -236,6 +263,11 @@ class Task(DataHooks, ImageHooks):
     def forward(self, G: Nets, batch: Batch) -> Batch:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def critic_forward(self, G: Nets, batch: Batch) -> Batch:
+        """What a discriminator-only update needs of the generators (``train.d_steps_per_g_step``
+        > 1: every update of a step but the last), run without gradient; the default: :meth:`forward`."""
+        return self.forward(G, batch)
+
     def generator_loss(self, D: Nets, batch: Batch, out: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -265,6 +297,26 @@ class Task(DataHooks, ImageHooks):
         real_logits = net(real.detach()) if self.gan.relativistic else None
         return self.config.loss.gan_weight * self.gan.generator_loss(net(fake), real_logits)
 
+    def g_adversarial(self, net: nn.Module, fake: torch.Tensor, real: torch.Tensor,
+                      name: str = "G_GAN") -> dict[str, torch.Tensor]:
+        """G's adversarial terms against discriminator ``net``, whose input is ``fake`` for the
+        generated and ``real`` for the real images (conditional inputs stacked as ``D`` sees
+        them): ``name`` (:meth:`g_gan_term`) and, when ``loss.feature_matching_weight`` > 0,
+        ``name`` with FM for GAN (``G_FM``): ``feature_matching_weight`` x
+        :func:`~img2img.losses.feature_matching_loss` of D's features on ``fake`` against
+        those on ``real`` (no gradient). With the weight 0 this is exactly :meth:`g_gan_term`."""
+        from img2img.nets.discriminators import discriminator_features
+
+        loss = self.config.loss
+        if loss.feature_matching_weight == 0:
+            return {name: self.g_gan_term(net, fake, real)}
+        fake_logits, fake_features = discriminator_features(net, fake)
+        with torch.no_grad():
+            real_logits, real_features = discriminator_features(net, real.detach())
+        gan = self.gan.generator_loss(fake_logits, real_logits if self.gan.relativistic else None)
+        return {name: loss.gan_weight * gan,
+                name.replace("GAN", "FM"): loss.feature_matching_weight * feature_matching_loss(real_features, fake_features)}
+
     def visuals(self, batch: Batch, out: Batch) -> list[torch.Tensor]:
         """Columns of the sample grid (titled by :attr:`visual_labels`), each N x 3 x H x W
         in [-1, 1]."""
@@ -289,6 +341,13 @@ class Task(DataHooks, ImageHooks):
     def eval_references(self, dataset: Any) -> tuple[int, Callable[[int], torch.Tensor]] | None:
         """For an unpaired task: how many reference images the FID/KID statistics take,
         and a function giving image ``j`` (CHW in [-1, 1]); None for a paired task."""
+        return None
+
+    def eval_reference_groups(self, dataset: Any) -> list[str] | None:
+        """For an unpaired task whose outputs fall into groups, each scored against its own
+        references (a multi-domain model's target domains): the group of each reference
+        image, and :meth:`evaluate_batch` names each output row's in ``groups``; None: one
+        distribution (the default)."""
         return None
 
     def evaluate_batch(self, G: Nets, batch: Batch) -> dict[str, torch.Tensor]:

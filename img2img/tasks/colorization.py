@@ -56,10 +56,10 @@ class ColorizationTask(Pix2PixTask):
         )
 
     # ------------------------------------------------------------------ images in and out
-    def to_network(self, rgb: torch.Tensor) -> torch.Tensor:
+    def to_network(self, rgb: torch.Tensor, extra=None) -> torch.Tensor:
         return rgb_to_lab_norm(rgb)[0]
 
-    def from_network(self, out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    def from_network(self, out: torch.Tensor, x: torch.Tensor | None = None, extra=None) -> torch.Tensor:
         return lab_norm_to_rgb(x, out.clamp(-1, 1))
 
     def check_translatable(self, net) -> None:

@@ -187,7 +187,7 @@ class CUTTask(CycleGANTask):
     def generator_loss(self, D: Nets, batch: Batch, out: Batch) -> dict:
         terms = {}
         if "D" in D and self.config.loss.gan_weight > 0:
-            terms["G_GAN"] = self.g_gan_term(D["D"], out["fake_B"])
+            terms |= self.g_adversarial(D["D"], out["fake_B"], batch["B"])
         weight = self.options.nce_weight
         if "nce_idt" in out:
             terms["NCE"] = 0.5 * weight * out["nce"]

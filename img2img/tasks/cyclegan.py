@@ -79,9 +79,19 @@ class CycleGANTask(Task):
                                    preprocess="none", lr_root=None, max_val_images=0)
         return dataclasses.replace(self.config, data=data)
 
+    def missing_val(self) -> str:
+        root, name = Path(self.config.data.root), self.config.data.val_split
+        return (f"no validation split: {root} has neither {name}A/ and {name}B/ nor testA/ and "
+                "testB/, so evaluation is off (no metrics, no model_best/); put held-out images "
+                f"of each domain in {root / (name + 'A')}/ and {root / (name + 'B')}/, or set "
+                "data.val_split=NAME for NAMEA/ and NAMEB/")
+
     def missing_eval_data(self, data_dir: str) -> str:
+        from img2img.data import layouts
+
         return (f"--data {data_dir}: an unpaired model is evaluated on a folder that holds A/ "
-                "and B/ (or valA/ and valB/, or testA/ and testB/)")
+                "and B/ (or valA/ and valB/, or testA/ and testB/), each domain's held-out "
+                f"images; {data_dir} holds {layouts.describe(Path(data_dir))}")
 
     # ------------------------------------------------------------------ training
     def forward(self, G: Nets, batch: Batch) -> Batch:
@@ -99,8 +109,8 @@ class CycleGANTask(Task):
         A, B = batch["A"], batch["B"]
         terms = {}
         if "D_A" in D and loss.gan_weight > 0:
-            terms["G_A_GAN"] = self.g_gan_term(D["D_A"], out["fake_B"])
-            terms["G_B_GAN"] = self.g_gan_term(D["D_B"], out["fake_A"])
+            terms |= self.g_adversarial(D["D_A"], out["fake_B"], B, "G_A_GAN")
+            terms |= self.g_adversarial(D["D_B"], out["fake_A"], A, "G_B_GAN")
         terms["cycle_A"] = loss.cycle_weight * F.l1_loss(out["rec_A"], A)
         terms["cycle_B"] = loss.cycle_weight * F.l1_loss(out["rec_B"], B)
         if "idt_A" in out:

@@ -5,6 +5,7 @@ eval``. The defaults are those of paired A|B data."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,27 +57,50 @@ class DataHooks:
         Every file is checked first; problems raise one DataError listing them all
         (``data.on_error=raise``, ending in ``bad_files_hint``) or are dropped with a
         warning (``skip``). A missing or empty root is a DataError, never an empty set."""
-        found = self.collect_split(split)
-        if found is None:
-            return None
-        apply_on_error(found.problems, self.config.data.on_error, where=found.where,
+        return self.build_datasets((split,), bad_files_hint)[split]
+
+    def build_datasets(self, names: tuple[str, ...] = ("train", "val"),
+                       bad_files_hint: str | None = None) -> dict[str, torch.utils.data.Dataset | None]:
+        """:meth:`build_dataset` of several splits, whose bad files are all checked and
+        reported together (one list, as ``img2img data check`` gives)."""
+        found = {split: self.collect_split(split) for split in names}
+        problems = [p for f in found.values() if f is not None for p in f.problems]
+        where = " and ".join(f.where for f in found.values() if f is not None and f.problems)
+        apply_on_error(problems, self.config.data.on_error, where=where or "the data",
                        **({"hint": bad_files_hint} if bad_files_hint else {}))
+        datasets = {}
+        for split, f in found.items():
+            datasets[split] = None if f is None else self._dataset_of(f)
+        return datasets
+
+    def _dataset_of(self, found: splits.SplitFiles) -> torch.utils.data.Dataset:
         if found.usable == 0:
-            raise DataError(f"no usable images left in {found.where} ({split} split)")
+            raise DataError(f"no usable images left in {found.where} ({found.split} split)")
         dataset = self.make_dataset(found)
-        if split == "train" and self.config.data.on_error == "skip":
+        if found.split == "train" and self.config.data.on_error == "skip":
             dataset.skip_bad = True
-        log.debug("%s %s split: %d samples from %s", self.name, split, len(dataset), found.where)
+        log.debug("%s %s split: %d samples from %s", self.name, found.split, len(dataset), found.where)
         return dataset
 
     def eval_data(self, data_dir: str, lr_dir: str | None = None) -> Config:
         """The config pointed at a folder of evaluation images (``img2img eval``): its
-        images are the val split, scored at their own size (the model pads them)."""
+        images (a data root's val split only) are scored at their own size (the model pads
+        them)."""
+        from img2img.data.layouts import eval_split
+
         if lr_dir:
             raise UserError(f"--lr-dir: the {self.name} task takes no separate low-resolution inputs")
-        data = dataclasses.replace(self.config.data, root=str(data_dir), val_split=".",
+        split = eval_split(Path(data_dir), self.config.data.val_split)
+        data = dataclasses.replace(self.config.data, root=str(data_dir), val_split=split,
                                    preprocess="none", lr_root=None, max_val_images=0)
         return dataclasses.replace(self.config, data=data)
+
+    def missing_val(self) -> str:
+        """The warning when the val split is absent (training then evaluates nothing)."""
+        folder = Path(self.config.data.root) / self.config.data.val_split
+        return (f"no validation split: {folder} does not exist, so evaluation is off (no "
+                f"metrics, no model_best/); put held-out images in {folder}/, or set "
+                "data.val_split=NAME to the folder of data.root that holds them")
 
     def missing_eval_data(self, data_dir: str) -> str:
         """What to say when ``data_dir`` holds no evaluation images for this task."""

@@ -35,7 +35,8 @@ class Pix2PixTask(Task):
         fake_B, real_B = out["fake_B"], batch["B"]
         terms = {}
         if "D" in D and loss.gan_weight > 0:
-            terms["G_GAN"] = self.g_gan_term(D["D"], torch.cat([batch["A"], fake_B], dim=1))
+            terms |= self.g_adversarial(D["D"], torch.cat([batch["A"], fake_B], dim=1),
+                                        torch.cat([batch["A"], real_B], dim=1))
         if loss.pixel_weight > 0:
             terms[f"G_{loss.pixel.upper()}"] = loss.pixel_weight * self.pixel(fake_B, real_B)
         if self.perceptual is not None:

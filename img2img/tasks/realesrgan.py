@@ -128,7 +128,7 @@ class RealESRGANTask(SRGANTask):
             target = self._target(batch, o.percep_gt_usm)
             terms["G_perceptual"] = loss.perceptual_weight * self.perceptual(sr, target)
         if "D" in D and loss.gan_weight > 0:
-            terms["G_GAN"] = self.g_gan_term(D["D"], sr, self._target(batch, o.gan_gt_usm))
+            terms |= self.g_adversarial(D["D"], sr, self._target(batch, o.gan_gt_usm))
         return terms
 
     def discriminator_loss(self, D: Nets, batch: Batch, out: Batch, pool: Pool) -> dict:

@@ -17,6 +17,7 @@ input.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -77,8 +78,11 @@ class SRGANTask(Task):
 
     def eval_data(self, data_dir: str, lr_dir: str | None = None) -> Config:
         """``data_dir`` holds the HR images; ``lr_dir`` the matching LR files (else LR is
-        made with MATLAB-compatible bicubic)."""
-        data = dataclasses.replace(self.config.data, root=str(data_dir), val_split=".",
+        made with MATLAB-compatible bicubic). A data root is scored on its val split only."""
+        from img2img.data.layouts import eval_split
+
+        split = "." if lr_dir else eval_split(Path(data_dir), self.config.data.val_split)
+        data = dataclasses.replace(self.config.data, root=str(data_dir), val_split=split,
                                    preprocess="none", lr_root=lr_dir, max_val_images=0)
         return dataclasses.replace(self.config, data=data)
 
@@ -95,7 +99,7 @@ class SRGANTask(Task):
         if self.perceptual is not None:
             terms["G_perceptual"] = loss.perceptual_weight * self.perceptual(sr, hr)
         if "D" in D and loss.gan_weight > 0:
-            terms["G_GAN"] = self.g_gan_term(D["D"], sr, hr)
+            terms |= self.g_adversarial(D["D"], sr, hr)
         return terms
 
     def discriminator_loss(self, D: Nets, batch: Batch, out: Batch, pool: Pool) -> dict:
