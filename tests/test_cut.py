@@ -26,7 +26,7 @@ from img2img.losses import patch_nce_loss
 from img2img.nets import build_discriminator, build_generator
 from img2img.nets.antialias import BlurDownsample, BlurUpsample, pad_edges
 from img2img.nets.projection import PatchProjectionHead
-from tests.tiny import TINY, kill_resume_and_compare, save_png, smooth_image
+from tests.tiny import TINY, kill_resume_and_compare, made_up_fid_weights, save_png, smooth_image
 
 CUT = [
     *TINY["common"], "task=cut", "model.generator.name=resnet_aa", "model.generator.n_blocks=1",
@@ -387,16 +387,9 @@ def test_bench_train_runs_cut_and_compares_with_cyclegan():
 
 
 def test_demo_trains_cyclegan_and_cut_and_reports_fid_kid_side_by_side(tmp_path, capsys):
-    from safetensors.torch import save_file
 
-    from img2img.metrics.fid import FIDInceptionV3
 
-    torch.manual_seed(0)
-    inception = FIDInceptionV3()
-    for module in inception.modules():  # He init keeps the features apart (see test_fid.py)
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.normal_(module.weight, 0, math.sqrt(2 / module.weight[0].numel()))
-    save_file(inception.state_dict(), str(tmp_path / "fid.safetensors"))
+    made_up_fid_weights(tmp_path / "fid.safetensors")
     code = main(["demo", "unpaired", "--method", "all", "--steps", "1", "--out", str(tmp_path / "runs"),
                  "--data", str(tmp_path / "sample"), f"eval.fid_weights={tmp_path / 'fid.safetensors'}",
                  "data.max_val_images=3", "log.wandb=off", "log.progress=false", "device=cpu"])

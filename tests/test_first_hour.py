@@ -167,6 +167,7 @@ def test_a_built_wheel_carries_the_recipes(tmp_path):
     done = subprocess.run([sys.executable, "-c", build, str(tmp_path / "dist")], cwd=src,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "is absent from the `packages` configuration" not in done.stderr  # each folder is listed
     wheel = tmp_path / "dist" / done.stdout.strip().splitlines()[-1]
     names = set(zipfile.ZipFile(wheel).namelist())
     recipes = {p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*.yaml")}

@@ -23,6 +23,7 @@ from img2img.evaluate import evaluate
 from img2img.metrics import FidKid
 from img2img.tasks import build_task
 from img2img.tasks.stargan import domain_maps
+from tests.tiny import made_up_fid_weights
 
 QUIET = ["log.wandb=off", "log.progress=false", "device=cpu"]
 
@@ -34,20 +35,7 @@ def sample(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def fid_weights(tmp_path_factory) -> Path:
-    """A made-up FID weights file: the FID Inception-v3 with He-initialised convolutions
-    (random, but its features keep images apart; see test_fid.py)."""
-    from safetensors.torch import save_file
-
-    from img2img.metrics.fid import FIDInceptionV3
-
-    torch.manual_seed(0)
-    inception = FIDInceptionV3()
-    for module in inception.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.normal_(module.weight, 0, math.sqrt(2 / module.weight[0].numel()))
-    path = tmp_path_factory.mktemp("fid") / "fid.safetensors"
-    save_file(inception.state_dict(), str(path))
-    return path
+    return made_up_fid_weights(tmp_path_factory.mktemp("fid") / "fid.safetensors")
 
 
 def test_demo_trains_and_says_where_the_samples_are_and_how_to_predict_a_domain(sample, tmp_path):

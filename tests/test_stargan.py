@@ -25,7 +25,7 @@ from img2img.nets import build_discriminator, build_generator
 from img2img.nets.stargan import DomainPatchDiscriminator, DomainResnetGenerator
 from img2img.tasks import build_task
 from img2img.tasks.stargan import domain_maps
-from tests.tiny import TINY, kill_resume_and_compare, save_png, smooth_image
+from tests.tiny import TINY, kill_resume_and_compare, made_up_fid_weights, save_png, smooth_image
 
 STARGAN = [
     *TINY["common"], "task=stargan", "model.generator.name=stargan_resnet", "model.generator.n_blocks=1",
@@ -277,16 +277,9 @@ def test_onnx_export_takes_the_domain_as_an_input(trained, tmp_path):
 
 def test_eval_scores_each_target_domain_against_its_real_images(trained, domain_data, tmp_path, capsys):
     from PIL import Image
-    from safetensors.torch import save_file
 
-    from img2img.metrics.fid import FIDInceptionV3
 
-    torch.manual_seed(0)
-    inception = FIDInceptionV3()
-    for module in inception.modules():  # He init keeps the features apart (see test_fid.py)
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.normal_(module.weight, 0, math.sqrt(2 / module.weight[0].numel()))
-    save_file(inception.state_dict(), str(tmp_path / "fid.safetensors"))
+    made_up_fid_weights(tmp_path / "fid.safetensors")
     # two of the three domains (the outputs into the third have no real images to meet)
     for name in ("plain", "swapped"):
         for i, path in enumerate(sorted((domain_data / "val" / name).glob("*.png"))):

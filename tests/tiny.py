@@ -136,3 +136,23 @@ def kill_resume_and_compare(tmp_path: Path, make_config, kill_at: int, files: li
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}: {key} differs after resume"
     return killed
+
+
+def made_up_fid_weights(path: Path) -> Path:
+    """A made-up FID weights file at ``path``: the FID Inception-v3 with He-initialised
+    convolutions (random, but its features keep images apart; see test_fid.py)."""
+    import math
+
+    import torch
+    from safetensors.torch import save_file
+
+    from img2img.metrics.fid import FIDInceptionV3
+
+    torch.manual_seed(0)
+    inception = FIDInceptionV3()
+    for module in inception.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.normal_(module.weight, 0, math.sqrt(2 / module.weight[0].numel()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(inception.state_dict(), str(path))
+    return path
