@@ -149,10 +149,10 @@ class _DistributionScores:
         self.references = 0
 
     def update(self, result: dict[str, torch.Tensor], index: int) -> None:
-        """Add sample ``index``'s output and baseline (the index orders the Inception Score's splits)."""
-        order = torch.tensor([index])
-        self.model.update(fake=result["fake"], order=order)
-        self.baseline.update(fake=result["baseline"], order=order)
+        """Add sample ``index``'s output and baseline rows (the index orders the Inception Score's
+        splits; every row of the sample gets it)."""
+        self.model.update(fake=result["fake"], order=torch.full((len(result["fake"]),), index))
+        self.baseline.update(fake=result["baseline"], order=torch.full((len(result["baseline"]),), index))
 
     def add_references(self, task, dataset, device, rank: int, world_size: int, progress: bool) -> None:
         """Feed the task's reference images (each once, sharded; its features computed

@@ -36,6 +36,8 @@ class GroupedScores:
         self.names = sorted(set(groups))
         self.scores = {g: (FidKid(feature_net), FidKid(feature_net)) for g in self.names}
         self.outputs = dict.fromkeys(self.names, 0)
+        #: Outputs into a group no reference image belongs to (not scored; named in a warning).
+        self.unmatched: dict[str, int] = {}
         self.gather = gather
         self.references = 0
 
@@ -47,6 +49,7 @@ class GroupedScores:
         order = torch.tensor([index])
         for row, group in enumerate(result["groups"]):
             if group not in self.scores:  # a target no reference image belongs to
+                self.unmatched[group] = self.unmatched.get(group, 0) + 1
                 continue
             model, baseline = self.scores[group]
             model.update(fake=result["fake"][row : row + 1], order=order)
@@ -68,7 +71,12 @@ class GroupedScores:
 
     def result(self, out: dict[str, Any]) -> None:
         """Each group's scores into ``out["groups"]``, their means into ``model``/``baseline``."""
-        outputs = {g: sum(part[g] for part in self.gather(self.outputs)) for g in self.names}
+        parts = self.gather((self.outputs, self.unmatched))
+        outputs = {g: sum(part[0][g] for part in parts) for g in self.names}
+        unmatched = sorted({g for part in parts for g in part[1]})
+        if unmatched:
+            log.warning("evaluation: domain(s) %s left out of FID/KID: the evaluation data has no real images "
+                        "of them (add some to their folders to score the outputs into them)", ", ".join(unmatched))
         refs = {g: self.reference_groups.count(g) for g in self.names}
         out["groups"] = {}
         for group in self.names:

@@ -443,3 +443,72 @@ def test_feature_network_must_say_its_size():
         FidKid(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
     with pytest.raises(ValueError, match="Nx3xHxW"):
         FidKid(TinyFeatures()).update(real=torch.rand(2, 1, 16, 16))
+
+
+UNEVEN_WORKER = """
+import sys
+import torch
+import torch.distributed as dist
+from torch import nn
+from img2img.metrics import FidKid
+
+
+class FlatWithClasses(nn.Module):
+    num_features = 12
+
+    def forward(self, x):
+        return x.flatten(1)
+
+    def class_logits(self, features):
+        return features[:, :5] * 3
+
+
+def shard_result(rank, init_file, images):
+    dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=2)
+    try:
+        metric = FidKid(FlatWithClasses(), kid_subsets=2, quantize=False, is_splits=2)
+        for j in range(rank, 5, 2):  # one image at a time, as the evaluation: 3 and 2 updates
+            metric.update(real=images["real"][j : j + 1])
+        for j in range(0, 5) if rank == 0 else []:  # every generated image on rank 0, none on rank 1
+            metric.update(fake=images["fake"][j : j + 1], order=torch.tensor([j]))
+        return metric.compute()
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    images = torch.load(sys.argv[2], weights_only=True)
+    torch.save(shard_result(1, sys.argv[1], images), sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+def test_distributed_scores_with_uneven_shards_equal_a_single_process(tmp_path):
+    # An odd number of images over two processes gives them lists of different lengths, and
+    # a process may have no generated image at all: KID and the Inception Score still gather.
+    torch.manual_seed(13)
+    images = {"real": torch.rand(5, 3, 2, 2, dtype=torch.float64),
+              "fake": torch.rand(5, 3, 2, 2, dtype=torch.float64) * 1.2 + 0.1}
+    torch.save(images, tmp_path / "images.pt")
+    script = tmp_path / "worker.py"
+    script.write_text(UNEVEN_WORKER)
+    init_file, out = str(tmp_path / "init"), str(tmp_path / "rank1.pt")
+    rank1 = subprocess.Popen([sys.executable, str(script), init_file, str(tmp_path / "images.pt"), out],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    namespace: dict = {}
+    exec(compile(UNEVEN_WORKER, str(script), "exec"), namespace)
+    try:
+        rank0 = namespace["shard_result"](0, init_file, images)
+    finally:
+        output, _ = rank1.communicate(timeout=120)
+    assert rank1.returncode == 0, output
+    single = FidKid(namespace["FlatWithClasses"](), kid_subsets=2, quantize=False, is_splits=2)
+    single.update(real=images["real"], fake=images["fake"])
+    expected = single.compute()
+    assert expected["is"] > 1.0
+    for result in (rank0, torch.load(out, weights_only=True)):
+        assert (result["real"], result["fake"], result["kid_subset_size"]) == (5, 5, 5)  # KID: every image
+        assert result["fid"] == pytest.approx(expected["fid"], rel=1e-6)  # 5 images: a singular covariance
+        for key in ("kid", "is", "is_std"):
+            assert result[key] == pytest.approx(expected[key], rel=1e-9), key

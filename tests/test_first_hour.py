@@ -92,6 +92,21 @@ def test_pix2pix_refuses_single_photos_cut_into_halves(layouts):
     assert "is 40x40" in message and "single photos" in message and "data.layout=folders" in message
 
 
+def test_pairs_with_portrait_halves_pass_with_a_lower_ratio(tmp_path):
+    """A|B images of two 22x32 portrait halves (44x32, 1.375:1) look like photos by their
+    ratio: refused by default with the key to lower, accepted once it is lowered."""
+    rng = np.random.default_rng(4)
+    for split, count in (("train", 4), ("val", 1)):
+        for i in range(count):
+            save_png(tmp_path / "portraits" / split / f"{i}.png", smooth_image(rng, 32, 44))
+    root = tmp_path / "portraits"
+    with pytest.raises(DataError) as err:
+        build_task(task_config("pix2pix", root)).build_dataset("train")
+    assert "lower data.min_pair_ratio (now 1.4; 0 turns this check off)" in str(err.value)
+    dataset = build_task(task_config("pix2pix", root, "data.min_pair_ratio=1.2")).build_dataset("train")
+    assert len(dataset) == 4
+
+
 def test_folders_layout_says_what_it_found(layouts):
     with pytest.raises(DataError, match=r"found neither \(.*train holds images only\); for A\|B images "
                                         r"side by side set data.layout=aligned"):
@@ -152,6 +167,15 @@ def test_recipes_resolve_by_name_from_any_folder(tmp_path):
     assert typo.stderr.strip() == ("img2img: error: config file not found: pix2pix/facade; did you mean "
                                    "pix2pix/facades? ('img2img recipes' lists the recipes)")
     assert load_config("configs/demo/paired.yaml") == load_config("demo/paired")  # a path still works
+
+
+def test_a_folder_named_like_a_recipe_does_not_hide_it(tmp_path, monkeypatch):
+    (tmp_path / "pix2pix" / "facades").mkdir(parents=True)  # the user's data set, named as the recipe
+    (tmp_path / "mine").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_config("pix2pix/facades") == load_config(REPO / "configs/pix2pix/facades.yaml")
+    with pytest.raises(ConfigError, match="config path is a directory, not a YAML file: mine"):
+        load_config("mine")  # no recipe of that name: the folder is named
 
 
 def test_a_built_wheel_carries_the_recipes(tmp_path):

@@ -179,3 +179,23 @@ def test_img2img_eval_shows_the_inception_score_beside_fid(tmp_path):
     for which in ("model", "baseline"):
         assert {"fid", "kid", "is", "is_std"} <= set(result[which])
         assert result[which]["is"] == pytest.approx(1.0)  # two splits of one image each
+
+
+def test_evaluation_rows_of_one_sample_all_count_in_the_score():
+    # A task may give several output rows per sample (its ``fake``); each row is scored,
+    # placed at its sample's index (one place for the sample scored one row in two).
+    from img2img.evaluate import _DistributionScores
+
+    net = LinearFeatures()
+    torch.manual_seed(5)
+    fakes = [torch.rand(2, 3, 8, 8) for _ in range(12)]
+    scores = _DistributionScores(net)
+    for i, fake in enumerate(fakes):
+        scores.update({"fake": fake, "baseline": fake}, i)
+    scores.model.update(real=torch.rand(4, 3, 8, 8))
+    got = scores.model.compute()
+    quantized = (torch.cat(fakes) * 255).round() / 255
+    expected = inception_score(net.class_logits(net(quantized).double()))
+    assert got["fake"] == 24 and (got["is"], got["is_std"]) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="one place per image: 1 places for 2 logits"):
+        InceptionScore().update(torch.zeros(2, 4), torch.tensor([0]))

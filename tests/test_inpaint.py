@@ -21,7 +21,7 @@ from img2img.config import load_config, save_config
 from img2img.data import read_image
 from img2img.data.masks import make_mask, read_mask
 from img2img.engine import Trainer, list_checkpoints
-from img2img.errors import ConfigError
+from img2img.errors import ConfigError, UserError
 from img2img.metrics.masked import region_scores
 from img2img.tasks import build_task
 from tests.tiny import TINY, make_task_data, save_png
@@ -251,6 +251,42 @@ def test_predict_with_a_mask_folder_and_with_one_mask(trained, tmp_path):
     assert bad.returncode == 2 and "small.png" in bad.stderr and "000.png" in bad.stderr
 
 
+def _hole_png(path, seed):
+    save_png(path, np.repeat((make_mask(seed, 40, 40) * 255).astype(np.uint8)[..., None], 3, 2))
+
+
+def test_masks_kept_among_the_photos_are_not_translated(trained, tmp_path, capsys):
+    from img2img.cli import main
+
+    photos = tmp_path / "photos"
+    for i, path in enumerate(sorted((trained / "data" / "val").iterdir())):
+        save_png(photos / path.name, (read_image(path) * 255).round().astype(np.uint8))
+        _hole_png(photos / "masks" / path.name, i)
+    assert main(["predict", str(trained / "run"), str(photos), "--mask", str(photos / "masks"),
+                 "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["000.png", "001.png"]
+    assert not (tmp_path / "out" / "masks").exists()
+
+
+def test_a_mask_folder_mirroring_the_inputs_matches_by_place(trained, tmp_path, capsys):
+    from img2img.cli import main
+
+    source = read_image(trained / "data" / "val" / "000.png")
+    for seed, sub in enumerate(("x", "y")):  # x/000.png and y/000.png, each with its own mask
+        save_png(tmp_path / "in" / sub / "000.png", (source * 255).round().astype(np.uint8))
+        _hole_png(tmp_path / "masks" / sub / "000.png", seed)
+    assert main(["predict", str(trained / "run"), str(tmp_path / "in"), "--mask", str(tmp_path / "masks"),
+                 "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    for seed, sub in enumerate(("x", "y")):
+        filled, known = read_image(tmp_path / "out" / sub / "000.png"), make_mask(seed, 40, 40) == 0
+        assert np.array_equal(filled[known], source[known])
+        assert not np.array_equal(filled[~known], source[~known])
+    _hole_png(tmp_path / "masks" / "x" / "000.jpg", 2)  # two masks at one place: which one?
+    assert main(["predict", str(trained / "run"), str(tmp_path / "in"), "--mask", str(tmp_path / "masks"),
+                 "--out", str(tmp_path / "out2")]) == 2
+    assert "2 masks for" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
 def test_onnx_takes_the_mask_as_a_second_input(trained, tmp_path):
     import onnxruntime as ort
 
@@ -282,3 +318,20 @@ def test_demo_runs_and_reports_telea(tmp_path):
     assert "baseline" in proc.stdout
     assert "predict with  : img2img predict " in proc.stdout
     assert "IMAGE_OR_FOLDER --out predictions --mask FILE_OR_FOLDER" in proc.stdout
+
+
+def test_val_masks_of_the_files_size_are_named_against_the_preprocessed_size(trained, tmp_path):
+    """task_options.val_masks: masks have the image *files'* size (40x40); a cropping
+    preprocess gives the images another size, and the message says so and how to score whole images."""
+    masks = tmp_path / "masks"
+    for image in sorted((trained / "data" / "val").glob("*.png")):
+        hole = np.zeros((40, 40), np.uint8)
+        hole[10:20, 10:20] = 255
+        save_png(masks / image.name, np.repeat(hole[..., None], 3, axis=2))
+    task = build_task(config_for(trained, f"task_options.val_masks={masks}"))
+    with pytest.raises(UserError, match=r"is 40x40 but its image .* is 32x32 after data.preprocess=resize_and_crop "
+                                        r"\(set data.preprocess=none to score whole images"):
+        task.build_dataset("val")[0]
+    whole = build_task(config_for(trained, f"task_options.val_masks={masks}", "data.preprocess=none"))
+    sample = whole.build_dataset("val")[0]
+    assert sample["mask"].shape == (1, 40, 40) and sample["mask"].sum().item() == 100

@@ -202,3 +202,23 @@ def test_inception_score_per_target_domain_and_its_mean(sample, tmp_path):
             assert got["is"] == pytest.approx(mean, rel=1e-6) and got["is_std"] == pytest.approx(std, abs=1e-8)
         mean = sum(result["groups"][d][which]["is"] for d in domains) / len(domains)
         assert result[which]["is"] == pytest.approx(mean, rel=1e-12) and result[which]["is"] > 1.0
+
+
+def test_a_target_domain_without_real_images_is_named_in_a_warning(sample, tmp_path, caplog):
+    import logging
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(sample / "multidomain" / "val", root / "val")
+    shutil.rmtree(root / "val" / "poster")  # no real poster images to meet the outputs into poster
+    config = load_config("configs/demo/multidomain.yaml",
+                         [f"data.root={root}", f"output_dir={tmp_path / 'run'}", "data.max_val_images=6",
+                          "data.preprocess=none"])
+    task = build_task(config)
+    torch.manual_seed(0)
+    with caplog.at_level(logging.WARNING, logger="img2img"):
+        result = evaluate(task, task.build_generators(), task.build_dataset("val"), torch.device("cpu"),
+                          feature_net=_CountingFeatures())
+    assert set(result["groups"]) == {"photo", "hue", "sepia"}
+    warned = [r.getMessage() for r in caplog.records if "left out of FID/KID" in r.getMessage()]
+    assert len(warned) == 1 and "poster" in warned[0] and "no real images" in warned[0]

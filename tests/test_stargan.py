@@ -307,3 +307,29 @@ def test_config_checks_name_the_key(domain_data, tmp_path):
         build_task(sg_config(domain_data, tmp_path, "data.crop_size=30", "data.load_size=30"))
     G = build_generator(sg_config(domain_data, tmp_path).model.generator, 6, 3)
     assert isinstance(G, DomainResnetGenerator)
+
+
+@pytest.mark.parametrize("preprocess", ["none", "scale_width"])
+def test_training_without_a_fixed_crop_is_refused_naming_the_key(domain_data, tmp_path, preprocess):
+    # The domain head covers a data.crop_size image: 40 px images through a head built for
+    # 64 px were a shape traceback at the first step (and at 32 px silently another head).
+    with pytest.raises(ConfigError, match=f"data.preprocess: .* data.crop_size \\(64 px\\), and preprocess={preprocess}"):
+        Trainer(sg_config(domain_data, tmp_path / "run", f"data.preprocess={preprocess}", "data.crop_size=64",
+                          "data.load_size=64"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    # evaluation and prediction still read whole images (no discriminator there)
+    task = build_task(sg_config(domain_data, tmp_path / "run", "data.preprocess=none"))
+    assert task.build_generators()["G"].in_channels == 6
+
+
+def test_a_resume_with_another_domain_list_is_refused(trained, domain_data, tmp_path):
+    """The networks learned the domains by index: the same count in another order (or names)
+    would silently translate into the wrong domains."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    config = sg_config(domain_data, run, "train.max_steps=3", "task_options.domains=[plain,inverted,swapped]")
+    with pytest.raises(UserError, match=r"cannot resume .* with other networks: task_options.domains "
+                                        r"\(.*'inverted', 'plain', 'swapped'.* -> .*'plain', 'inverted', 'swapped'"):
+        Trainer(config, resume="auto").fit()

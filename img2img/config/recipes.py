@@ -67,14 +67,17 @@ def recipe_path(name: str) -> Path | None:
 
 
 def resolve_config_path(given: str | Path) -> Path:
-    """``given`` as a file: the path itself when it exists, else the shipped recipe of that
-    name; a ConfigError that names the closest recipes otherwise."""
+    """``given`` as a file: the path itself when it is a file, else the shipped recipe of
+    that name (a folder of that name does not hide it); a ConfigError that names the
+    closest recipes otherwise."""
     path = Path(given).expanduser()
-    if path.exists():
+    if path.is_file():
         return path
     found = recipe_path(str(given))
-    if found is not None:
+    if found is not None:  # a folder of that name (a data set's, say) is no config
         return found
+    if path.exists():
+        return path
     wanted = str(given).replace("\\", "/").removesuffix(".yaml").removeprefix("configs/")
     names = recipe_names()
     close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.5)

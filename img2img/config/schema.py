@@ -241,6 +241,9 @@ class DataConfig:
     val_split: str = "val"
     #: Paired data: one A|B image (aligned) or A/ and B/ folders matched by name.
     layout: str = field(default="aligned", metadata=_choices("aligned", "folders"))
+    #: Aligned layout: a folder where most images are narrower than this many times their
+    #: height is refused as single photos (A|B halves with portrait sides: lower it; 0: off).
+    min_pair_ratio: float = field(default=1.4, metadata={"min": 0.0, "max": 2.0})
     #: Which side of a pair is the input.
     direction: str = field(default="AtoB", metadata=_choices("AtoB", "BtoA"))
     #: Unreadable images: raise stops before training and lists them; skip drops them.

@@ -22,7 +22,8 @@ log = get_logger(__name__)
 DOMAIN_FOLDERS = ("trainA", "trainB", "valA", "valB", "testA", "testB")
 #: Split folders other than the configured ones.
 SPLIT_FOLDERS = ("train", "val", "test")
-#: An A|B image is at least this many times as wide as high (two square halves: 2).
+#: An A|B image is at least this many times as wide as high (two square halves: 2); the
+#: default of ``data.min_pair_ratio``.
 MIN_PAIR_RATIO = 1.4
 
 
@@ -72,10 +73,11 @@ def check_fallback(root: Path, split_name: str, val_name: str, pairs: bool = Fal
 
 
 def check_pairs_side_by_side(folder: str, sizes: dict[Path, tuple[int, int]],
-                             paths: Sequence[Path]) -> None:
-    """A|B images are about twice as wide as high; a folder where most are not holds
-    something else (single photos), named with what to pass."""
-    narrow = [p for p in paths if p in sizes and sizes[p][0] < MIN_PAIR_RATIO * sizes[p][1]]
+                             paths: Sequence[Path], min_ratio: float = MIN_PAIR_RATIO) -> None:
+    """A|B images are about twice as wide as high; a folder where most are narrower than
+    ``min_ratio`` times their height holds something else (single photos), named with what
+    to pass (``data.min_pair_ratio``; 0 turns the check off)."""
+    narrow = [p for p in paths if p in sizes and sizes[p][0] < min_ratio * sizes[p][1]]
     if not paths or len(narrow) * 2 <= len(paths):
         return
     w, h = sizes[narrow[0]]
@@ -88,7 +90,9 @@ def check_pairs_side_by_side(folder: str, sizes: dict[Path, tuple[int, int]],
         f"{folder}: {len(narrow)} of {len(paths)} images are not A|B pairs side by side (about "
         f"twice as wide as high), e.g. {narrow[0]} is {w}x{h}: {looks}. Paired data is one A|B "
         "image per pair (data.layout=aligned) or A/ and B/ folders matched by name "
-        f"(data.layout=folders); {suits} ('img2img recipes' lists the recipes)")
+        f"(data.layout=folders); {suits} ('img2img recipes' lists the recipes). If these are A|B "
+        f"pairs whose halves are portrait, lower data.min_pair_ratio (now {min_ratio:g}; 0 turns "
+        "this check off)")
 
 
 def eval_split(data_dir: Path, val_name: str) -> str:

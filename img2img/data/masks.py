@@ -163,33 +163,57 @@ def masks_by_stem(folder: Path) -> dict[str, Path]:
     return found
 
 
-def match_masks(images: Sequence[Path], masks: str | Path) -> list[Path]:
+def match_masks(images: Sequence[Path], masks: str | Path,
+                relative: Sequence[Path] | None = None) -> list[Path]:
     """Each image's mask: ``masks`` is one mask file for every image, or a folder with a
-    mask per image matched by file stem (``photos/cat.jpg`` <- ``masks/cat.png``). An
-    image without its mask is a UserError naming it."""
+    mask per image matched by file stem (``photos/cat.jpg`` <- ``masks/cat.png``); with
+    ``relative`` (each image's path inside the input folder), a mask at the image's own
+    place in a folder that mirrors the input folder's subfolders comes first
+    (``photos/x/cat.jpg`` <- ``masks/x/cat.png``, beside ``masks/y/cat.png``). An image
+    without its mask, or with two masks of its stem and none at its place, is a UserError
+    naming it."""
+    from img2img.data.io import scan_images
+
     where = Path(masks).expanduser()
     if where.is_file():
         return [where] * len(images)
     if not where.is_dir():
         raise UserError(f"--mask {where}: no such file or folder")
-    by_stem = masks_by_stem(where)
-    missing = [str(p) for p in images if Path(p).stem not in by_stem]
+    found = scan_images(where)
+    by_place: dict[str, list[Path]] = {}
+    by_stem: dict[str, list[Path]] = {}
+    for path in found:
+        by_place.setdefault(path.relative_to(where).with_suffix("").as_posix(), []).append(path)
+        by_stem.setdefault(path.stem, []).append(path)
+    chosen: list[Path | None] = []
+    for k, image in enumerate(images):
+        place = (Path(relative[k]).parent / Path(image).stem).as_posix() if relative else None
+        stems = by_place.get(place) or by_stem.get(Path(image).stem, [])
+        if len(stems) > 1:
+            raise UserError(f"--mask {where}: {len(stems)} masks for {image}: {stems[0]} and {stems[1]}; keep "
+                            "one, or mirror the input folder's subfolders (a mask at the image's place comes first)")
+        chosen.append(stems[0] if stems else None)
+    missing = [str(p) for p, m in zip(images, chosen) if m is None]
     if missing:
         raise UserError(
             f"--mask {where}: no mask for {len(missing)} image(s), matched by file stem: "
             + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
             + "; add a mask with the image's name, or pass one mask file for all"
         )
-    return [by_stem[Path(p).stem] for p in images]
+    return [m for m in chosen if m is not None]
 
 
-def check_mask_size(mask: np.ndarray, mask_path: Any, image_hw: tuple[int, int], image_path: Any) -> None:
-    """A UserError naming both files when a mask is not the size of its image."""
+def check_mask_size(mask: np.ndarray, mask_path: Any, image_hw: tuple[int, int], image_path: Any,
+                    resized_by: str | None = None) -> None:
+    """A UserError naming both files when a mask is not the size of its image
+    (``resized_by``: the preprocessing that gave the image that size, said in the message)."""
     if mask.shape[:2] != tuple(image_hw):
         h, w = image_hw
+        after = (f" after data.preprocess={resized_by} (set data.preprocess=none to score whole images, "
+                 "or make the masks that size)") if resized_by and resized_by != "none" else ""
         raise UserError(
             f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
-            f"{w}x{h}; a mask must have its image's size"
+            f"{w}x{h}{after}; a mask must have its image's size"
         )
 
 
@@ -234,7 +258,7 @@ class MaskedPhotos(torch.utils.data.Dataset):
         if self.masks is not None:
             path = self.masks[Path(sample["B_path"]).stem]
             mask = read_mask(path)
-            check_mask_size(mask, path, (h, w), sample["B_path"])
+            check_mask_size(mask, path, (h, w), sample["B_path"], getattr(self.photos, "preprocess", None))
         else:
             mask = make_mask(seed, h, w, self.hole_share, self.kinds)
         return {**sample, "mask": torch.from_numpy(mask)[None]}

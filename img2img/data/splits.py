@@ -172,7 +172,7 @@ def _collect_aligned(config, root, split, full_decode) -> SplitFiles | None:
     found = _collect_single(config, root, split, full_decode, pairs=True)
     if found is None:
         return None
-    layouts.check_pairs_side_by_side(found.where, found.sizes, found.items)
+    layouts.check_pairs_side_by_side(found.where, found.sizes, found.items, config.data.min_pair_ratio)
     narrow = [p for p in found.items if found.sizes[p][0] < 2]
     for p in narrow:
         found.problems.append((p, f"too narrow ({found.sizes[p][0]} px) to hold A|B side by side"))

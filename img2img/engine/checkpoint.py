@@ -1,5 +1,5 @@
-"""Checkpoints of a run: the atomic save, pruning, loading with the resume checks, and one
-message for a damaged checkpoint.
+"""Checkpoints of a run: the atomic save, pruning, loading with the resume checks, one
+message for a damaged checkpoint, and starting from another model (``model.init_from``).
 
 A checkpoint is a folder ``checkpoints/step-NNNNNN/`` (named by the one rule in
 :mod:`img2img.ownership`) holding:
@@ -251,7 +251,7 @@ def check_resume_config(path: Path, config: Config) -> Config:
     before, _ = read_model_config(path / "model")
     old, new = flat_config(before), flat_config(config)
     changed = [k for k in new if old.get(k) != new[k]]
-    blocking = [k for k in changed if k == "task" or shapes_networks(k)]
+    blocking = [k for k in changed if k == "task" or shapes_networks(k, config.task)]
     if (before.train.ema > 0) != (config.train.ema > 0):
         blocking.append("train.ema")
     if blocking:
@@ -264,3 +264,28 @@ def check_resume_config(path: Path, config: Config) -> Config:
         log.warning("resuming %s with changed settings: %s", path, ", ".join(
             f"{k} {old.get(k)!r} -> {new[k]!r}" for k in changed))
     return before
+
+
+def init_from(path: str, config: Config, G: dict) -> None:
+    """Start the generators from an exported model (``model.init_from``)."""
+    from img2img.engine.setup import flat_config, shapes_networks
+    from img2img.model_io import load_model, load_state_dict_strict
+
+    try:
+        theirs_config, generators = load_model(path)
+    except UserError as err:  # the recipe's previous stage, not trained yet
+        raise UserError(f"model.init_from: {err}. This run starts from that model: train it first "
+                        "(the recipe's header names the stage), or set model.init_from=PATH to "
+                        "another model, or model.init_from=null for random weights") from None
+    theirs, ours = flat_config(theirs_config), flat_config(config)
+    differ = [k for k in ours if shapes_networks(k) and theirs.get(k) != ours[k]]
+    settings = "; it differs in " + ", ".join(
+        f"{k} ({theirs.get(k)!r} there, {ours[k]!r} here)" for k in differ) if differ else ""
+    for name, net in G.items():
+        if name not in generators:
+            raise UserError(f"model.init_from {path}: it has no generator {name!r}")
+        try:
+            load_state_dict_strict(net, generators[name].state_dict(), f"model.init_from {path}")
+        except UserError as err:
+            raise UserError(f"{err} (generator {name}){settings}") from None
+    log.info("initialised %s from %s", ", ".join(G), path)

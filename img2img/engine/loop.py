@@ -29,7 +29,7 @@ import torch
 
 from img2img import ownership
 from img2img.config import Config, save_config
-from img2img.engine.checkpoint import Checkpoints, list_checkpoints, resolve_resume
+from img2img.engine.checkpoint import Checkpoints, init_from, list_checkpoints, resolve_resume
 from img2img.engine.networks import set_requires_grad
 from img2img.engine.setup import (
     build_data,
@@ -38,7 +38,6 @@ from img2img.engine.setup import (
     build_training,
     check_config,
     check_training_size,
-    init_from,
     load_feature_net,
     load_lpips_net,
     make_accelerator,

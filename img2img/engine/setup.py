@@ -18,7 +18,7 @@ from torch import nn
 
 from img2img import ownership
 from img2img.config import Config
-from img2img.errors import ConfigError, DataError, UserError
+from img2img.errors import ConfigError, DataError
 from img2img.log import get_logger
 
 log = get_logger(__name__)
@@ -115,34 +115,23 @@ def check_training_size(config: Config, task, G: dict[str, nn.Module], D: dict[s
             ) from None
 
 
-def shapes_networks(key: str) -> bool:
-    """Whether the flat config key ``key`` shapes the networks (``model.*`` but
-    ``model.init_from``, and ``data.scale``): weights trained with another value do not fit."""
-    return key == "data.scale" or (key.startswith("model.") and key != "model.init_from")
+def shapes_networks(key: str, task: str | None = None) -> bool:
+    """Whether the flat config key ``key`` shapes the networks or what their weights mean
+    (``model.*`` but ``model.init_from``, ``data.scale``, and the ``task_options`` fields of
+    task ``task`` marked ``metadata={"shapes_networks": True}``, such as StarGAN's domain
+    list): weights trained with another value do not fit, or mean something else."""
+    if key == "data.scale" or (key.startswith("model.") and key != "model.init_from"):
+        return True
+    if task is None or not key.startswith("task_options."):
+        return False
+    import dataclasses
 
+    from img2img.tasks import task_class
 
-def init_from(path: str, config: Config, G: dict[str, nn.Module]) -> None:
-    """Start the generators from an exported model (``model.init_from``)."""
-    from img2img.model_io import load_model, load_state_dict_strict
-
-    try:
-        theirs_config, generators = load_model(path)
-    except UserError as err:  # the recipe's previous stage, not trained yet
-        raise UserError(f"model.init_from: {err}. This run starts from that model: train it first "
-                        "(the recipe's header names the stage), or set model.init_from=PATH to "
-                        "another model, or model.init_from=null for random weights") from None
-    theirs, ours = flat_config(theirs_config), flat_config(config)
-    differ = [k for k in ours if shapes_networks(k) and theirs.get(k) != ours[k]]
-    settings = "; it differs in " + ", ".join(
-        f"{k} ({theirs.get(k)!r} there, {ours[k]!r} here)" for k in differ) if differ else ""
-    for name, net in G.items():
-        if name not in generators:
-            raise UserError(f"model.init_from {path}: it has no generator {name!r}")
-        try:
-            load_state_dict_strict(net, generators[name].state_dict(), f"model.init_from {path}")
-        except UserError as err:
-            raise UserError(f"{err} (generator {name}){settings}") from None
-    log.info("initialised %s from %s", ", ".join(G), path)
+    options = task_class(task).Options
+    fields = {f.name: f for f in dataclasses.fields(options)} if options else {}
+    found = fields.get(key.split(".")[1])
+    return bool(found and found.metadata.get("shapes_networks"))
 
 
 # --------------------------------------------------------------------------- accelerator

@@ -30,7 +30,7 @@ def file_inputs(args: Any, declared: dict[str, str], items: list[Any]) -> dict[s
             continue
         if name not in declared:
             raise UserError(f"--{option}: this model takes no {name}; leave --{option} out")
-        found[name] = match_masks([item.path for item in items], given)
+        found[name] = match_masks([item.path for item in items], given, [item.relative for item in items])
     return found
 
 

@@ -65,14 +65,15 @@ def _name_outputs(items: list[PredictItem], out_dir: Path) -> None:
             )
 
 
-def collect_inputs(spec: str, out_dir: Path) -> tuple[list[PredictItem], Path | None]:
+def collect_inputs(spec: str, out_dir: Path, exclude: Path | None = None) -> tuple[list[PredictItem], Path | None]:
     """The input files named by ``spec`` (a file, a folder scanned recursively, or a glob)
     with their output paths (``name.png`` at the same relative place), and the input folder
     (the folder given, or the fixed part of the glob; None for a single file).
 
     Files under ``out_dir`` are never taken from a folder or glob (an output folder inside
-    the input folder is allowed). Two inputs that would give the same output name (``a.jpg``,
-    ``a.png``) are written as ``a.jpg.png`` and ``a.png.png`` (``renamed``); a clash that
+    the input folder is allowed), nor under ``exclude`` (the ``--mask`` folder or file: masks
+    kept among the photos are not photos to translate). Two inputs that would give the same
+    output name (``a.jpg``, ``a.png``) are written as ``a.jpg.png`` and ``a.png.png`` (``renamed``); a clash that
     remains (an input ``a.jpg.png`` beside them) is a UserError naming both inputs.
     """
     path = Path(spec).expanduser()
@@ -81,8 +82,11 @@ def collect_inputs(spec: str, out_dir: Path) -> tuple[list[PredictItem], Path | 
     if input_dir is not None:
         out_resolved = out_dir.resolve()
         files = [p for p in files if not p.resolve().is_relative_to(out_resolved)]
+        if exclude is not None:
+            files = [p for p in files if not p.resolve().is_relative_to(exclude.expanduser().resolve())]
     if not files:
-        raise UserError(f"no input images in {spec} (outside the output folder {out_dir})")
+        raise UserError(f"no input images in {spec} (outside the output folder {out_dir}"
+                        + (f" and the --mask {exclude}" if exclude is not None else "") + ")")
     items = [PredictItem(p, relative_to_base(p, base)) for p in files]
     _name_outputs(items, out_dir)
     return items, input_dir
@@ -123,7 +127,8 @@ def _plan(args: Any) -> tuple[list[PredictItem], Path, Path | None]:
         out_dir = target_file.parent
         items = [PredictItem(Path(args.input).expanduser(), Path(target_file.name))]
     else:
-        items, _ = collect_inputs(args.input, out_dir)
+        mask = getattr(args, "mask", None)
+        items, _ = collect_inputs(args.input, out_dir, Path(mask) if mask else None)
     check_outputs(items, out_dir)
     return items, out_dir, target_file
 

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from img2img.errors import UserError
 from img2img.metrics.inception import FIDInceptionV3
+from img2img.metrics.sync import pack_list_states
 
 __all__ = [
     "FID_WEIGHTS_NAME",
@@ -331,6 +332,7 @@ class FidKid:
     def compute(self) -> dict:
         """``{"fid", "kid", "kid_std", "kid_subset_size", "is", "is_std", "real", "fake"}``
         (only what was enabled), over the images of every process."""
+        pack_list_states(self.feature_net, self.num_features, self._kid, self._is, self._fid)
         counts = self._total_counts()
         if min(counts.values()) < 2:
             raise ValueError(

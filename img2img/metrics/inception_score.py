@@ -81,6 +81,9 @@ class InceptionScore(Metric):
         self.add_state("order", default=[], dist_reduce_fx="cat")
 
     def update(self, logits: Tensor, order: Tensor) -> None:  # type: ignore[override]
+        if order.numel() != logits.shape[0]:
+            raise ValueError(f"the Inception Score needs one place per image: {order.numel()} places "
+                             f"for {logits.shape[0]} logits")
         self.logits.append(logits.double())
         self.order.append(order.to(device=logits.device, dtype=torch.int64))
 

@@ -48,8 +48,9 @@ from img2img.tasks.base import Batch, Nets, Pool, Task, TrainingSizes, collate_o
 
 @dataclass
 class StarGANOptions:
-    #: The domains, in index order (empty: the train split's folder names, sorted).
-    domains: list[str] = field(default_factory=list)
+    #: The domains, in index order (empty: the train split's folder names, sorted). The
+    #: networks learn them by index: a resume with another list is refused.
+    domains: list[str] = field(default_factory=list, metadata={"shapes_networks": True})
     #: Weight of the domain classification terms (the reference's lambda_cls).
     cls_weight: float = field(default=1.0, metadata={"min": 0.0})
     #: Weight of the reconstruction L1 (the reference's lambda_rec).
@@ -137,7 +138,13 @@ class StarGANTask(Task):
         dcfg = self.config.model.discriminator
         if dcfg.name == "none":
             return {}
-        return {"D": build_discriminator(dcfg, 3, domains=len(self.domains), image_size=self.config.data.crop_size)}
+        d = self.config.data
+        if d.preprocess not in ("resize_and_crop", "crop", "scale_width_and_crop"):
+            # the domain head's kernel covers a data.crop_size image: other sizes break it or blur it
+            raise ConfigError(f"data.preprocess: the domain head of stargan_patchgan is built for training "
+                              f"images of data.crop_size ({d.crop_size} px), and preprocess={d.preprocess} keeps "
+                              "other sizes; use resize_and_crop, crop or scale_width_and_crop")
+        return {"D": build_discriminator(dcfg, 3, domains=len(self.domains), image_size=d.crop_size)}
 
     def training_sizes(self) -> TrainingSizes | None:
         crop = self.config.data.crop_size
