@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from img2img.data.datasets import ImageDataset, child_seeds
-from img2img.data.sr import mod_crop
+from img2img.data.sr import load_hr_and_lr
 from img2img.data.transforms import build_sr_augment, random_crop_box, run_seeded, to_tensor
-from img2img.errors import DataError
 
 _SEED_BITS = (1 << 63) - 1  # a seed that collates into an int64 tensor
 
@@ -67,24 +66,13 @@ class HRCropDataset(ImageDataset):
     def sample(self, index: int, seed: int) -> dict[str, Any]:
         hr_path, lr_path = self.items[index]
         out: dict[str, Any] = {"B_path": str(hr_path), "seed": seed & _SEED_BITS}
-        hr = self._load(hr_path)
         if self.train:
             crop_seed, aug_seed = child_seeds(seed, 2)
-            patch = run_seeded(self.augment, aug_seed, self._crop(hr, crop_seed))["image"]
+            patch = run_seeded(self.augment, aug_seed, self._crop(self._load(hr_path), crop_seed))["image"]
             out["B"] = to_tensor(patch)
             return out
-        hr = mod_crop(hr, self.scale)
-        if hr.shape[0] < self.scale or hr.shape[1] < self.scale:
-            raise DataError(f"{hr_path}: smaller than the scale x{self.scale}")
+        hr, lr = load_hr_and_lr(self._load, hr_path, lr_path, self.scale)
         out["B"] = to_tensor(hr)
-        if lr_path is not None:
-            lr = self._load(lr_path)
-            expected = (hr.shape[0] // self.scale, hr.shape[1] // self.scale)
-            if lr.shape[:2] != expected:
-                raise DataError(
-                    f"LR/HR size mismatch: {lr_path} is {lr.shape[1]}x{lr.shape[0]} but {hr_path} "
-                    f"(mod-cropped to {hr.shape[1]}x{hr.shape[0]}) needs {expected[1]}x{expected[0]} "
-                    f"at x{self.scale}"
-                )
+        if lr is not None:
             out["A"], out["A_path"] = to_tensor(lr), str(lr_path)
         return out

@@ -4,7 +4,7 @@ source, :func:`make_lr`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,26 @@ def check_gt_size(gt_size: int, scale: int) -> None:
         )
 
 
+def load_hr_and_lr(load: Callable[[Path], np.ndarray], hr_path: Path, lr_path: Path | None,
+                   scale: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The HR image mod-cropped to a multiple of ``scale`` and its LR file (None without
+    one), read with ``load``; a DataError naming the files when the sizes do not match."""
+    hr = mod_crop(load(hr_path), scale)
+    if hr.shape[0] < scale or hr.shape[1] < scale:
+        raise DataError(f"{hr_path}: smaller than the scale x{scale}")
+    if lr_path is None:
+        return hr, None
+    lr = load(lr_path)
+    expected = (hr.shape[0] // scale, hr.shape[1] // scale)
+    if lr.shape[:2] != expected:
+        raise DataError(
+            f"LR/HR size mismatch: {lr_path} is {lr.shape[1]}x{lr.shape[0]} but {hr_path} "
+            f"(mod-cropped to {hr.shape[1]}x{hr.shape[0]}) needs {expected[1]}x{expected[0]} "
+            f"at x{scale}"
+        )
+    return hr, lr
+
+
 class SRDataset(ImageDataset):
     """Super-resolution data: HR images; LR made by MATLAB-bicubic downscaling on the fly,
     or read from matching files.
@@ -103,17 +123,6 @@ class SRDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _read_lr(self, hr_path: Path, lr_path: Path, hr: np.ndarray) -> np.ndarray:
-        lr = self._load(lr_path)
-        expected = (hr.shape[0] // self.scale, hr.shape[1] // self.scale)
-        if lr.shape[:2] != expected:
-            raise DataError(
-                f"LR/HR size mismatch: {lr_path} is {lr.shape[1]}x{lr.shape[0]} but {hr_path} "
-                f"(mod-cropped to {hr.shape[1]}x{hr.shape[0]}) needs {expected[1]}x{expected[0]} "
-                f"at x{self.scale}"
-            )
-        return lr
-
     def _lr_patch(self, hr: np.ndarray, top: int, left: int, lq: int) -> np.ndarray:
         s = self.scale
         margin = 2  # LR pixels of context on each side
@@ -129,11 +138,8 @@ class SRDataset(ImageDataset):
 
     def sample(self, index: int, seed: int) -> dict[str, Any]:
         hr_path, lr_path = self.items[index]
-        hr = mod_crop(self._load(hr_path), self.scale)
         s = self.scale
-        if hr.shape[0] < s or hr.shape[1] < s:
-            raise DataError(f"{hr_path}: smaller than the scale x{s}")
-        lr_full = self._read_lr(hr_path, lr_path, hr) if lr_path is not None else None
+        hr, lr_full = load_hr_and_lr(self._load, hr_path, lr_path, s)
         if not self.train:
             lr = lr_full if lr_full is not None else make_lr(hr, s, self.quantize)
             return {"A": to_tensor(lr), "B": to_tensor(hr),
