@@ -6,9 +6,9 @@ reach 40 dB."""
 from __future__ import annotations
 
 import logging
-import math
+import sys
+from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,24 +20,8 @@ from img2img.nets.normstats import NormStats, image_norm_layers
 from img2img.nets.receptive import reach
 from img2img.tasks import build_generators
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
-
-
-def photo_mosaic(size: int) -> np.ndarray:
-    """A size x size float image in [0, 1] of 128 px crops of scikit-image's bundled
-    photos at their own resolution (real detail, not a smooth synthetic image)."""
-    from skimage import data
-
-    photos = [data.astronaut(), data.coffee(), data.rocket(), data.chelsea()]
-    out = np.zeros((size, size, 3), np.float32)
-    for k, (y, x) in enumerate((y, x) for y in range(0, size, 128) for x in range(0, size, 128)):
-        im = photos[k % len(photos)]
-        oy, ox = (k * 37) % (im.shape[0] - 128), (k * 53) % (im.shape[1] - 128)
-        out[y : y + 128, x : x + 128] = im[oy : oy + 128, ox : ox + 128][: size - y, : size - x] / 255
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from bench_tiling import mosaic, psnr  # noqa: E402  (the figures in the README come from the same pieces)
 
 
 def translator(*overrides: str, seed: int = 0) -> Translator:
@@ -67,7 +51,7 @@ def test_resnet9_instance_norm_tiles_match_the_whole_image_with_tile_bounded_mem
     t = translator("task=cyclegan", "model.generator.name=resnet_9blocks", "model.generator.ngf=4",
                    "model.generator.norm=instance")
     assert len(image_norm_layers(t.net)) == 23
-    x = photo_mosaic(1024)
+    x = mosaic(1024)
     whole_probe = LargestTensor(t.net)
     whole = t(x)
     whole_largest = whole_probe.close()
@@ -131,7 +115,7 @@ def test_overlap_from_the_receptive_field_and_the_warning(caplog):
     assert 0 < r.extent < r.probe and r.error[0] > 0.1 and r.error[-1] == 0
     need = needed_overlap(r, t.size_multiple)
     assert need == 64 and 2 * border_reach(r) <= need
-    x = photo_mosaic(256)[:200, :232]
+    x = mosaic(256)[:200, :232]
     whole = t(x)
     with caplog.at_level(logging.WARNING, logger="img2img"):
         auto = t(x, tile=128)  # the overlap the network needs
